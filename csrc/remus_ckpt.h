@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: LGPL-2.1-only */
+/*
+ * remus_ckpt.h - per-checkpoint records and interval pacing for Remus/COLO.
+ *
+ * This header is the whole contract between Xen's save loop (the hooks in
+ * patches/) and remus_ckpt.c, which is compiled into libxenguest and runs
+ * inside libxl-save-helper.  The record format itself is specified in
+ * docs/protocol.md.
+ *
+ * Life cycle, per saved domain (one struct remus_ckpt per save context):
+ *
+ *   rc = remus_ckpt_open(domid, stream, page_size);  NULL: unconfigured
+ *   per checkpoint:
+ *     remus_ckpt_gate(rc, live)           just before suspending the guest
+ *     remus_ckpt_mark(rc, SUSPENDED)      guest is paused
+ *     remus_ckpt_dirty(rc, dirty, defer)  from the log-dirty CLEAN
+ *     remus_ckpt_wrote(rc, bytes, pages)  from every write to the stream
+ *     remus_ckpt_mark(rc, SENT)           checkpoint written to the stream
+ *     remus_ckpt_mark(rc, RESUMED)        postcopy returned: guest runs
+ *     remus_ckpt_emit(rc)                 checkpoint committed: one record
+ *   remus_ckpt_close(rc)
+ *
+ * Every function accepts rc == NULL and then does nothing, so that an
+ * unconfigured save (neither REMUS_CKPT_STATS nor REMUS_CKPT_CONTROL set)
+ * costs one pointer test per hook and changes nothing.
+ *
+ * No function blocks, except remus_ckpt_gate() while it paces on purpose,
+ * and none fails: problems are counted and reported in the records.
+ */
+#ifndef REMUS_CKPT_H
+#define REMUS_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Version of the record line ("ckpt v=1 ..."). */
+#define REMUS_CKPT_RECORD_VERSION 1
+/* Upper bound of one record line, newline included (< PIPE_BUF: atomic). */
+#define REMUS_CKPT_RECORD_MAX 512
+/* Largest interval accepted on the control pipe. */
+#define REMUS_CKPT_INTERVAL_MAX_MS 60000u
+
+/* Environment variables read by remus_ckpt_open(): a path, or "fd:N". */
+#define REMUS_CKPT_ENV_STATS "REMUS_CKPT_STATS"
+#define REMUS_CKPT_ENV_CONTROL "REMUS_CKPT_CONTROL"
+
+enum remus_ckpt_stream {
+    REMUS_CKPT_STREAM_REMUS = 1,  /* paced by the gate */
+    REMUS_CKPT_STREAM_COLO = 2,   /* records only, never paced */
+};
+
+enum remus_ckpt_mark {
+    REMUS_CKPT_MARK_SUSPENDED = 1, /* suspend_domain() returned */
+    REMUS_CKPT_MARK_SENT = 2,      /* checkpoint record written */
+    REMUS_CKPT_MARK_RESUMED = 3,   /* postcopy callback returned */
+};
+
+/*
+ * One checkpoint, as carried by one record line.  Timestamps are
+ * CLOCK_MONOTONIC in nanoseconds; 0 means "not reached".
+ */
+struct remus_ckpt_record {
+    uint64_t seq;             /* 0 for the first checkpoint of the save */
+    uint32_t domid;
+    uint32_t stream;          /* enum remus_ckpt_stream */
+    uint32_t live;            /* 1: the initial live round */
+    uint32_t page_size;       /* bytes */
+    uint64_t dirty_pages;     /* log-dirty CLEAN dirty_count */
+    uint64_t deferred_pages;  /* pages deferred from the live rounds */
+    uint64_t pages_sent;      /* pages written to the stream */
+    uint64_t bytes_sent;      /* bytes written to the stream, headers included */
+    uint64_t bytes_raw;       /* before compression; 0: no compression */
+    uint64_t t_gate;          /* gate entered */
+    uint64_t t_suspend;       /* gate left, suspend requested */
+    uint64_t t_suspended;
+    uint64_t t_sent;
+    uint64_t t_resumed;
+    uint64_t t_done;          /* checkpoint committed, record emitted */
+    uint32_t interval_ms;     /* the interval the gate paced for; 0: none */
+    uint32_t cmd_interval_ms; /* latest valid commanded interval; 0: none */
+    uint64_t gate_wait_ns;    /* time spent waiting in the gate */
+    uint64_t dropped;         /* records lost before this one */
+    uint64_t ctl_rejected;    /* control lines refused so far */
+};
+
+struct remus_ckpt;
+
+/*
+ * Configure from REMUS_CKPT_STATS / REMUS_CKPT_CONTROL.  Returns NULL when
+ * neither is set (or on allocation failure): every other call is then a
+ * no-op.  stream is an enum remus_ckpt_stream.
+ */
+struct remus_ckpt *remus_ckpt_open(uint32_t domid, unsigned int stream,
+                                   uint32_t page_size);
+
+/*
+ * As remus_ckpt_open(), with the two specs given (NULL or "" for unset).
+ * Used by tests and by the simulator, which must not touch the environment.
+ */
+struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
+                                        uint32_t page_size,
+                                        const char *stats_spec,
+                                        const char *control_spec);
+
+void remus_ckpt_close(struct remus_ckpt *rc);
+
+/*
+ * Pace the next checkpoint: read the control pipe, then, for a Remus
+ * stream that is not live and has a previous checkpoint, sleep until
+ * t_suspend(previous) + interval_ms, waking at once on new control input.
+ * Records t_gate and t_suspend.
+ */
+void remus_ckpt_gate(struct remus_ckpt *rc, int live);
+
+void remus_ckpt_mark(struct remus_ckpt *rc, unsigned int mark);
+
+void remus_ckpt_dirty(struct remus_ckpt *rc, uint64_t dirty_pages,
+                      uint64_t deferred_pages);
+
+/* Count bytes (and pages) written to the migration stream. */
+void remus_ckpt_wrote(struct remus_ckpt *rc, uint64_t bytes, uint64_t pages);
+
+/* Count bytes before compression (legacy save with compression only). */
+void remus_ckpt_wrote_raw(struct remus_ckpt *rc, uint64_t bytes);
+
+/*
+ * End of checkpoint: record t_done, write one record without blocking
+ * (dropped and counted when it cannot be written), start the next one.
+ */
+void remus_ckpt_emit(struct remus_ckpt *rc);
+
+/*
+ * Format rec as one record line into buf (NUL-terminated).  Returns the
+ * line length including its newline, or -1 if it does not fit in len or
+ * in REMUS_CKPT_RECORD_MAX.  Pure function.
+ */
+int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
+                      size_t len);
+
+/*
+ * Parse one control line (without its newline).  Returns the interval in
+ * ms (1..REMUS_CKPT_INTERVAL_MAX_MS), or 0 if the line is not valid.
+ * Pure function.
+ */
+unsigned int remus_ckpt_parse_control(const char *line, size_t len);
+
+/* Copy of the last completed record, for tests; 0 on success, -1 if none. */
+int remus_ckpt_last(const struct remus_ckpt *rc,
+                    struct remus_ckpt_record *out);
+
+#endif /* REMUS_CKPT_H */

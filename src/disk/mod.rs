@@ -1,0 +1,1 @@
+//! Disk replication sources (DRBD): per-checkpoint disk bytes.

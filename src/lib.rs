@@ -1,0 +1,25 @@
+//! remus-ckpt: see and steer what every Xen Remus/COLO checkpoint costs.
+//!
+//! Data flows one way, and the modules are laid out along it:
+//!
+//! ```text
+//! source (FIFO from Xen | simulated domain | trace)  -> record  -> size
+//!        -> policy -> sinks (CSV, control FIFO, status line, plot/report)
+//! ```
+
+pub mod ffi;
+pub mod units;
+
+pub mod source;
+pub mod record;
+pub mod size;
+pub mod disk;
+pub mod policy;
+pub mod pipeline;
+pub mod sink;
+pub mod row;
+
+pub mod report;
+pub mod plot;
+
+pub mod cli;

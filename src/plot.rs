@@ -1,0 +1,1 @@
+//! `remus-ckpt plot`: stacked panels per run.

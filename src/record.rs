@@ -1,0 +1,1 @@
+//! TODO(skeleton): filled in by the core work (issue 2).

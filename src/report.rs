@@ -1,0 +1,1 @@
+//! `remus-ckpt report`: one summary row per run.

@@ -1,0 +1,55 @@
+//! One CSV row per checkpoint: the shape every sink writes and every reader
+//! (`report`, `plot`, trace replay) reads back.
+//!
+//! The first twelve columns are the stable core, in this order; the rest
+//! were added later and default when absent so that older CSVs (and the
+//! real-Xen trace in shared data) still load.
+
+use serde::{Deserialize, Serialize};
+
+/// A checkpoint as written to CSV. Times in the units their names carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Checkpoint sequence number from the save side (0 = initial live round).
+    pub seq: u64,
+    /// Suspend time of this checkpoint, seconds since the first record's suspend.
+    pub t_s: f64,
+    /// Pages the log-dirty CLEAN reported dirty.
+    pub dirty_pages: u64,
+    /// Pages written to the migration stream.
+    pub pages_sent: u64,
+    /// Bytes written to the migration stream (headers included).
+    pub bytes_sent: u64,
+    /// Bytes the disk replication sent during this checkpoint's epoch.
+    pub disk_bytes: u64,
+    /// The size the policy saw (per `--size-metric`).
+    pub size_bytes: u64,
+    /// Guest paused: t_resumed - t_suspended.
+    pub pause_ms: f64,
+    /// Whole checkpoint: t_done - t_suspend.
+    pub checkpoint_ms: f64,
+    /// t_suspend - previous t_suspend (0 for the first record).
+    pub period_ms: f64,
+    /// Interval the save side's gate paced this checkpoint for (0: none).
+    pub interval_ms: u64,
+    /// Records the save side lost before this one.
+    pub dropped: u64,
+    /// 1 for the initial live round.
+    #[serde(default)]
+    pub live: u8,
+    /// dirty_pages x page_size.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Time the gate waited before suspending.
+    #[serde(default)]
+    pub gate_wait_ms: f64,
+    /// Interval the controller commanded after seeing this checkpoint.
+    #[serde(default)]
+    pub next_interval_ms: u64,
+    /// remus-drbd deferred writes (when known).
+    #[serde(default)]
+    pub drbd_deferred: Option<u64>,
+    /// remus-drbd acknowledged checkpoints (when known).
+    #[serde(default)]
+    pub drbd_checkpoints: Option<u64>,
+}
