@@ -6,3 +6,124 @@
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
 
 include!(concat!(env!("OUT_DIR"), "/remus_ckpt_bindings.rs"));
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use anyhow::{Context, Result};
+
+/// Which stream a [`Ckpt`] reports for (mirrors `enum remus_ckpt_stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CkptStream {
+    Remus,
+    Colo,
+}
+
+/// Points in a checkpoint that the save side stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Suspended,
+    Sent,
+    Resumed,
+}
+
+/// Owner of one `struct remus_ckpt`: the C library as the save loop uses
+/// it, for the simulator. Dropping it calls `remus_ckpt_close`.
+#[derive(Debug)]
+pub struct Ckpt {
+    raw: NonNull<remus_ckpt>,
+}
+
+// SAFETY: the C state is only reached through &mut self (or &self for a
+// read-only copy), so it is used by one thread at a time, which is all the
+// C library asks for; it holds no thread-affine resources.
+unsafe impl Send for Ckpt {}
+
+impl Ckpt {
+    /// Opens the C library with explicit specs (path or `fd:N`), as
+    /// `remus_ckpt_open` would from the environment. `Ok(None)` when both
+    /// are `None`: the library is then unconfigured.
+    pub fn open_with(
+        domid: u32,
+        stream: CkptStream,
+        page_size: u32,
+        stats_spec: Option<&str>,
+        control_spec: Option<&str>,
+    ) -> Result<Option<Ckpt>> {
+        let stats = stats_spec.map(CString::new).transpose().context("stats spec contains NUL")?;
+        let control = control_spec.map(CString::new).transpose().context("control spec contains NUL")?;
+        let stream = match stream {
+            CkptStream::Remus => remus_ckpt_stream_REMUS_CKPT_STREAM_REMUS,
+            CkptStream::Colo => remus_ckpt_stream_REMUS_CKPT_STREAM_COLO,
+        };
+        // SAFETY: the specs are NUL-terminated strings (or NULL) that live
+        // across the call; the library copies what it keeps.
+        let raw = unsafe {
+            remus_ckpt_open_with(
+                domid,
+                stream,
+                page_size,
+                stats.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                control.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            )
+        };
+        Ok(NonNull::new(raw).map(|raw| Ckpt { raw }))
+    }
+
+    /// Paces the next checkpoint (may sleep) and stamps its suspend time.
+    pub fn gate(&mut self, live: bool) {
+        // SAFETY: self.raw came from remus_ckpt_open_with and is not closed.
+        unsafe { remus_ckpt_gate(self.raw.as_ptr(), i32::from(live)) }
+    }
+
+    pub fn mark(&mut self, mark: Mark) {
+        let mark = match mark {
+            Mark::Suspended => remus_ckpt_mark_REMUS_CKPT_MARK_SUSPENDED,
+            Mark::Sent => remus_ckpt_mark_REMUS_CKPT_MARK_SENT,
+            Mark::Resumed => remus_ckpt_mark_REMUS_CKPT_MARK_RESUMED,
+        };
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_mark(self.raw.as_ptr(), mark) }
+    }
+
+    pub fn dirty(&mut self, dirty_pages: u64, deferred_pages: u64) {
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_dirty(self.raw.as_ptr(), dirty_pages, deferred_pages) }
+    }
+
+    pub fn wrote(&mut self, bytes: u64, pages: u64) {
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_wrote(self.raw.as_ptr(), bytes, pages) }
+    }
+
+    /// Ends the checkpoint: one record, written without blocking.
+    pub fn emit(&mut self) {
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_emit(self.raw.as_ptr()) }
+    }
+
+    /// The last record emitted (whether or not it could be written).
+    pub fn last(&self) -> Option<remus_ckpt_record> {
+        let mut rec = remus_ckpt_record::default();
+        // SAFETY: self.raw is live; rec is a valid, writable record.
+        let rc = unsafe { remus_ckpt_last(self.raw.as_ptr(), &mut rec) };
+        (rc == 0).then_some(rec)
+    }
+}
+
+impl Drop for Ckpt {
+    fn drop(&mut self) {
+        // SAFETY: self.raw is live and is never used after this.
+        unsafe { remus_ckpt_close(self.raw.as_ptr()) }
+    }
+}
+
+/// Formats a record with the C formatter, exactly as the save side would.
+/// `None` if it does not fit in a record line.
+pub fn format_record(rec: &remus_ckpt_record) -> Option<String> {
+    let mut buf = [0u8; REMUS_CKPT_RECORD_MAX as usize + 1];
+    // SAFETY: rec is a valid record; buf is writable for buf.len() bytes.
+    let len = unsafe { remus_ckpt_format(rec, buf.as_mut_ptr().cast(), buf.len()) };
+    let len = usize::try_from(len).ok()?;
+    String::from_utf8(buf.get(..len)?.to_vec()).ok()
+}

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod ffi;
+pub mod fifo;
 pub mod units;
 
 pub mod source;

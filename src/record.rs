@@ -1,1 +1,338 @@
-//! TODO(skeleton): filled in by the core work (issue 2).
+//! The record line the save side writes once per checkpoint
+//! (`ckpt v=1 key=value ...`, see docs/protocol.md), parsed.
+//!
+//! Parsing never panics: a line is either a [`Record`] or a [`ParseError`]
+//! saying why, and the reader reports it with its line number and goes on.
+//! Unknown keys are ignored so that a newer save side works with this
+//! consumer; a missing required key is an error.
+
+use std::fmt;
+
+/// Record format version this consumer understands.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Which checkpointed stream produced the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stream {
+    #[default]
+    Remus,
+    Colo,
+}
+
+impl Stream {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stream::Remus => "remus",
+            Stream::Colo => "colo",
+        }
+    }
+}
+
+/// One checkpoint as reported by the save side. Timestamps are
+/// CLOCK_MONOTONIC nanoseconds of the save host; 0 means "not reached".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub domid: u32,
+    pub stream: Stream,
+    pub live: bool,
+    pub page_size: u32,
+    pub dirty_pages: u64,
+    pub deferred_pages: u64,
+    pub pages_sent: u64,
+    pub bytes_sent: u64,
+    /// Bytes before compression (legacy Xen with compression), if reported.
+    pub bytes_raw: Option<u64>,
+    pub t_gate_ns: u64,
+    pub t_suspend_ns: u64,
+    pub t_suspended_ns: u64,
+    pub t_sent_ns: u64,
+    pub t_resumed_ns: u64,
+    pub t_done_ns: u64,
+    /// Interval the gate paced this checkpoint for (0: none).
+    pub interval_ms: u32,
+    /// Latest commanded interval when the record was written (0: none).
+    pub cmd_interval_ms: u32,
+    pub gate_wait_ns: u64,
+    /// Records the save side lost before this one.
+    pub dropped: u64,
+    /// Control lines the save side refused so far.
+    pub ctl_rejected: u64,
+}
+
+impl Record {
+    /// Guest paused time: t_resumed - t_suspended, in ns (0 if unknown).
+    pub fn pause_ns(&self) -> u64 {
+        span_ns(self.t_suspended_ns, self.t_resumed_ns)
+    }
+
+    /// Whole checkpoint: t_done - t_suspend, in ns (0 if unknown).
+    pub fn checkpoint_ns(&self) -> u64 {
+        span_ns(self.t_suspend_ns, self.t_done_ns)
+    }
+}
+
+fn span_ns(from: u64, to: u64) -> u64 {
+    if from == 0 || to == 0 {
+        0
+    } else {
+        to.saturating_sub(from)
+    }
+}
+
+/// Why a line is not a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The line does not start with `ckpt`.
+    NotARecord,
+    /// `v=` names a version this consumer does not read.
+    Version(String),
+    /// A required key is absent.
+    Missing(&'static str),
+    /// A key's value is not valid for it.
+    BadValue { key: String, value: String },
+    /// A token is not `key=value`.
+    BadToken(String),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::NotARecord => write!(f, "not a checkpoint record (expected 'ckpt v=1 ...')"),
+            ParseError::Version(v) => {
+                write!(f, "record version v={v} is not supported (this build reads v={RECORD_VERSION})")
+            }
+            ParseError::Missing(k) => write!(f, "required key '{k}' is missing"),
+            ParseError::BadValue { key, value } => write!(f, "bad value '{value}' for key '{key}'"),
+            ParseError::BadToken(t) => write!(f, "token '{t}' is not key=value"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const REQUIRED: [&str; 8] = [
+    "seq",
+    "dirty_pages",
+    "pages_sent",
+    "bytes_sent",
+    "t_suspend",
+    "t_suspended",
+    "t_resumed",
+    "t_done",
+];
+
+/// Parses one record line (with or without its trailing newline).
+pub fn parse_line(line: &str) -> Result<Record, ParseError> {
+    let mut tokens = line.trim_end_matches(['\n', '\r']).split_ascii_whitespace();
+    if tokens.next() != Some("ckpt") {
+        return Err(ParseError::NotARecord);
+    }
+    let mut rec = Record {
+        page_size: 4096,
+        ..Record::default()
+    };
+    let mut version_seen = false;
+    let mut seen = [false; REQUIRED.len()];
+    for token in tokens {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or_else(|| ParseError::BadToken(token.to_string()))?;
+        if key == "v" {
+            if value != RECORD_VERSION.to_string() {
+                return Err(ParseError::Version(value.to_string()));
+            }
+            version_seen = true;
+            continue;
+        }
+        if let Some(i) = REQUIRED.iter().position(|k| *k == key) {
+            seen[i] = true;
+        }
+        apply(&mut rec, key, value)?;
+    }
+    if !version_seen {
+        return Err(ParseError::Missing("v"));
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(ParseError::Missing(REQUIRED[i]));
+    }
+    Ok(rec)
+}
+
+fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ParseError> {
+    // FromStr for integers accepts a leading '+'; the protocol does not.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(key, value));
+    }
+    value.parse().map_err(|_| bad(key, value))
+}
+
+fn bad(key: &str, value: &str) -> ParseError {
+    ParseError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn apply(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseError> {
+    match key {
+        "seq" => rec.seq = num(key, value)?,
+        "domid" => rec.domid = num(key, value)?,
+        "stream" => {
+            rec.stream = match value {
+                "remus" => Stream::Remus,
+                "colo" => Stream::Colo,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "live" => {
+            rec.live = match value {
+                "0" => false,
+                "1" => true,
+                _ => return Err(bad(key, value)),
+            }
+        }
+        "page_size" => {
+            rec.page_size = num(key, value)?;
+            if rec.page_size == 0 {
+                return Err(bad(key, value));
+            }
+        }
+        "dirty_pages" => rec.dirty_pages = num(key, value)?,
+        "deferred_pages" => rec.deferred_pages = num(key, value)?,
+        "pages_sent" => rec.pages_sent = num(key, value)?,
+        "bytes_sent" => rec.bytes_sent = num(key, value)?,
+        "bytes_raw" => rec.bytes_raw = Some(num(key, value)?),
+        "t_gate" => rec.t_gate_ns = num(key, value)?,
+        "t_suspend" => rec.t_suspend_ns = num(key, value)?,
+        "t_suspended" => rec.t_suspended_ns = num(key, value)?,
+        "t_sent" => rec.t_sent_ns = num(key, value)?,
+        "t_resumed" => rec.t_resumed_ns = num(key, value)?,
+        "t_done" => rec.t_done_ns = num(key, value)?,
+        "interval_ms" => rec.interval_ms = num(key, value)?,
+        "cmd_interval_ms" => rec.cmd_interval_ms = num(key, value)?,
+        "gate_wait_ns" => rec.gate_wait_ns = num(key, value)?,
+        "dropped" => rec.dropped = num(key, value)?,
+        "ctl_rejected" => rec.ctl_rejected = num(key, value)?,
+        // Forward compatibility: keys of newer writers are ignored.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Formats a record the way the C library does; used by the trace replay
+/// and by tests to round-trip.
+pub fn format_line(rec: &Record) -> String {
+    let mut line = format!(
+        "ckpt v={RECORD_VERSION} seq={} domid={} stream={} live={} page_size={} \
+         dirty_pages={} deferred_pages={} pages_sent={} bytes_sent={}",
+        rec.seq,
+        rec.domid,
+        rec.stream.as_str(),
+        u8::from(rec.live),
+        rec.page_size,
+        rec.dirty_pages,
+        rec.deferred_pages,
+        rec.pages_sent,
+        rec.bytes_sent
+    );
+    if let Some(raw) = rec.bytes_raw {
+        line.push_str(&format!(" bytes_raw={raw}"));
+    }
+    line.push_str(&format!(
+        " t_gate={} t_suspend={} t_suspended={} t_sent={} t_resumed={} t_done={} \
+         interval_ms={} cmd_interval_ms={} gate_wait_ns={} dropped={} ctl_rejected={}\n",
+        rec.t_gate_ns,
+        rec.t_suspend_ns,
+        rec.t_suspended_ns,
+        rec.t_sent_ns,
+        rec.t_resumed_ns,
+        rec.t_done_ns,
+        rec.interval_ms,
+        rec.cmd_interval_ms,
+        rec.gate_wait_ns,
+        rec.dropped,
+        rec.ctl_rejected
+    ));
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINE: &str = "ckpt v=1 seq=7 domid=3 stream=remus live=0 page_size=4096 \
+        dirty_pages=1201 deferred_pages=0 pages_sent=1201 bytes_sent=4934400 \
+        t_gate=100 t_suspend=200 t_suspended=300 t_sent=400 t_resumed=500 t_done=600 \
+        interval_ms=300 cmd_interval_ms=250 gate_wait_ns=90 dropped=2 ctl_rejected=1\n";
+
+    #[test]
+    fn parses_a_full_record() {
+        let rec = parse_line(LINE).unwrap();
+        assert_eq!(rec.seq, 7);
+        assert_eq!(rec.domid, 3);
+        assert_eq!(rec.dirty_pages, 1201);
+        assert_eq!(rec.bytes_sent, 4_934_400);
+        assert_eq!(rec.pause_ns(), 200);
+        assert_eq!(rec.checkpoint_ns(), 400);
+        assert_eq!(rec.interval_ms, 300);
+        assert_eq!(rec.cmd_interval_ms, 250);
+        assert_eq!(rec.dropped, 2);
+        assert_eq!(format_line(&rec), LINE);
+    }
+
+    #[test]
+    fn ignores_unknown_keys() {
+        let line = LINE.replace("dropped=2", "dropped=2 future_key=xyz");
+        assert_eq!(parse_line(&line).unwrap().dropped, 2);
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        assert_eq!(parse_line("hello"), Err(ParseError::NotARecord));
+        assert!(matches!(parse_line(&LINE.replace("v=1", "v=2")), Err(ParseError::Version(_))));
+        assert_eq!(
+            parse_line(&LINE.replace(" t_done=600", "")),
+            Err(ParseError::Missing("t_done"))
+        );
+        assert!(matches!(
+            parse_line(&LINE.replace("seq=7", "seq=-7")),
+            Err(ParseError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse_line(&LINE.replace("seq=7", "seq=+7")),
+            Err(ParseError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse_line(&LINE.replace("seq=7", "seq=99999999999999999999")),
+            Err(ParseError::BadValue { .. })
+        ));
+        assert!(matches!(parse_line(&LINE.replace("seq=7", "seq")), Err(ParseError::BadToken(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_line(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn arbitrary_tokens_never_panic(tail in "[a-z_=0-9 ]{0,200}") {
+            let _ = parse_line(&format!("ckpt v=1 {tail}"));
+        }
+
+        #[test]
+        fn round_trip(seq in any::<u64>(), dirty in any::<u64>(), bytes in any::<u64>(),
+                      raw in proptest::option::of(any::<u64>()), live in any::<bool>(),
+                      t in any::<[u64; 6]>(), interval in any::<u32>(), dropped in any::<u64>()) {
+            let rec = Record {
+                seq, dirty_pages: dirty, pages_sent: dirty, bytes_sent: bytes, bytes_raw: raw,
+                live, page_size: 4096, t_gate_ns: t[0], t_suspend_ns: t[1], t_suspended_ns: t[2],
+                t_sent_ns: t[3], t_resumed_ns: t[4], t_done_ns: t[5], interval_ms: interval,
+                cmd_interval_ms: interval, dropped, ..Record::default()
+            };
+            prop_assert_eq!(parse_line(&format_line(&rec)), Ok(rec));
+        }
+    }
+}

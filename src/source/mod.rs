@@ -1,1 +1,6 @@
-//! Sources of records.
+//! Sources of checkpoint records: the stats FIFO of a patched libxenguest
+//! (or of the simulator, which runs the same C library), and the simulated
+//! domain itself.
+
+pub mod stats_fifo;
+pub mod sim;
