@@ -12,7 +12,9 @@
 //! [`open`] picks the right one for a [`DiskSpec`]; [`DiskMeter`] turns
 //! samples from any number of them into a [`DiskDelta`] per checkpoint.
 
+pub mod counter;
 pub mod spec;
 
+pub use counter::{Counter, CounterStep, CounterWidth};
 pub use spec::DiskSpec;
 
