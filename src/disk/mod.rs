@@ -13,8 +13,10 @@
 //! samples from any number of them into a [`DiskDelta`] per checkpoint.
 
 pub mod counter;
+pub mod proc_drbd;
 pub mod spec;
 
 pub use counter::{Counter, CounterStep, CounterWidth};
+pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
 pub use spec::DiskSpec;
 
