@@ -13,10 +13,12 @@
 //! samples from any number of them into a [`DiskDelta`] per checkpoint.
 
 pub mod counter;
+pub mod events2;
 pub mod proc_drbd;
 pub mod spec;
 
 pub use counter::{Counter, CounterStep, CounterWidth};
+pub use events2::{parse_events2, parse_events2_line, Events2State};
 pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
 pub use spec::DiskSpec;
 
