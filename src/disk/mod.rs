@@ -14,15 +14,21 @@
 
 pub mod counter;
 pub mod events2;
+pub mod events2_source;
 pub mod meter;
+pub mod open;
 pub mod proc_drbd;
+pub mod proc_source;
 pub mod simulated;
 pub mod spec;
 
 pub use counter::{Counter, CounterStep, CounterWidth};
 pub use events2::{parse_events2, parse_events2_line, Events2State};
+pub use events2_source::{Events2Config, Events2Source};
 pub use meter::{DiskDelta, DiskMeter};
+pub use open::{open, open_with, OpenOptions};
 pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
+pub use proc_source::{ProcDrbdSource, ProcPaths};
 pub use simulated::{SimulatedDisk, SimulatedDiskHandle};
 pub use spec::DiskSpec;
 
