@@ -284,14 +284,23 @@ mod tests {
             "exists connection name:r0 peer-node-id:1 conn-name:peer connection:Connected role:Secondary\n\
              exists peer-device name:r0 peer-node-id:1 conn-name:peer volume:0 replication:Established sent:10\n",
         );
-        let key = s.apply_line("change peer-device name:r0 peer-node-id:1 conn-name:peer volume:0 sent:25");
+        let key = s.apply_line(
+            "change peer-device name:r0 peer-node-id:1 conn-name:peer volume:0 sent:25",
+        );
         assert_eq!(key.map(|k| k.volume), Some("0".to_owned()));
         let info = s.peer_devices_of("r0").next().unwrap().1;
         assert_eq!(info.sent_kib, Some(25));
         assert_eq!(info.replication.as_deref(), Some("Established"));
-        s.apply_line("change connection name:r0 peer-node-id:1 conn-name:peer connection:Connecting");
+        s.apply_line(
+            "change connection name:r0 peer-node-id:1 conn-name:peer connection:Connecting",
+        );
         assert_eq!(
-            s.connections_of("r0").next().unwrap().1.connection.as_deref(),
+            s.connections_of("r0")
+                .next()
+                .unwrap()
+                .1
+                .connection
+                .as_deref(),
             Some("Connecting")
         );
         s.apply_line("destroy peer-device name:r0 peer-node-id:1 conn-name:peer volume:0");

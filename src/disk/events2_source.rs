@@ -125,12 +125,12 @@ impl Child2 {
     fn death_note(&mut self) -> String {
         // Give the stderr thread a moment to collect the last words.
         let deadline = Instant::now() + Duration::from_millis(200);
-        let status = loop {
+        let ended = loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => break status.to_string(),
+                Ok(Some(status)) => break format!("exited ({status})"),
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                Ok(None) => break "still running".to_owned(),
-                Err(e) => break format!("status unknown: {e}"),
+                Ok(None) => break "closed its output (still running)".to_owned(),
+                Err(e) => break format!("ended (status unknown: {e})"),
             }
         };
         thread::sleep(Duration::from_millis(20));
@@ -140,9 +140,9 @@ impl Child2 {
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
         if said.is_empty() {
-            format!("{} exited ({status})", self.what)
+            format!("{} {ended}", self.what)
         } else {
-            format!("{} exited ({status}): {said}", self.what)
+            format!("{} {ended}: {said}", self.what)
         }
     }
 }
@@ -206,7 +206,7 @@ impl Events2Source {
                 Err(RecvTimeoutError::Disconnected) => {
                     let note = child.death_note();
                     let known = list_resources(config)
-                        .map(|r| format!(" (resources: {})", r.join(", ")))
+                        .map(|r| format!(" (DRBD 9 resources: {})", r.join(", ")))
                         .unwrap_or_default();
                     bail!("drbd:{resource}: {note}{known}");
                 }
@@ -223,7 +223,9 @@ impl Events2Source {
             .connections_of(resource)
             .map(|(peer, info)| {
                 (
-                    info.conn_name.clone().unwrap_or_else(|| format!("node {peer}")),
+                    info.conn_name
+                        .clone()
+                        .unwrap_or_else(|| format!("node {peer}")),
                     info.connection.clone().unwrap_or_default(),
                 )
             })
@@ -316,7 +318,9 @@ impl DiskSource for Events2Source {
     fn sample(&mut self) -> Result<DiskSample> {
         self.poll()?;
         for (key, info) in self.state.peer_devices_of(&self.resource) {
-            let Some(sent_kib) = info.sent_kib else { continue };
+            let Some(sent_kib) = info.sent_kib else {
+                continue;
+            };
             let counter = self
                 .counters
                 .entry(key.clone())

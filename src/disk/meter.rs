@@ -58,7 +58,10 @@ impl DiskMeter {
 
     /// Names of the sources still being metered.
     pub fn source_names(&self) -> Vec<String> {
-        self.sources.iter().map(|m| m.source.name().to_owned()).collect()
+        self.sources
+            .iter()
+            .map(|m| m.source.name().to_owned())
+            .collect()
     }
 
     /// True when no source is left (never had one, or all failed).

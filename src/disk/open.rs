@@ -47,7 +47,11 @@ pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskS
                  /dev/drbd{minor} instead (drbd:RESOURCE; `drbdsetup status` lists them)"
             ),
         },
-        _ => Ok(Box::new(ProcDrbdSource::open(spec, &options.proc_paths, &proc)?)),
+        _ => Ok(Box::new(ProcDrbdSource::open(
+            spec,
+            &options.proc_paths,
+            &proc,
+        )?)),
     }
 }
 

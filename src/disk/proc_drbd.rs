@@ -182,7 +182,8 @@ fn split_minor_header(line: &str) -> Option<(u32, &str)> {
 }
 
 fn fields(line: &str) -> impl Iterator<Item = (&str, &str)> {
-    line.split_whitespace().filter_map(|tok| tok.split_once(':'))
+    line.split_whitespace()
+        .filter_map(|tok| tok.split_once(':'))
 }
 
 fn number(value: &str) -> Option<u64> {
@@ -272,12 +273,17 @@ GIT-hash: 66145a308421e9c124ec391a7848ac20203bb03c build by mockbuild@, 2018-11-
         let p = parse_proc_drbd(text);
         assert_eq!(p.flavor(), ProcFlavor::RemusDrbd);
         let m = p.minor(0).unwrap();
-        assert_eq!((m.ns_kib, m.deferred, m.checkpoints), (Some(12), Some(3), Some(41)));
+        assert_eq!(
+            (m.ns_kib, m.deferred, m.checkpoints),
+            (Some(12), Some(3), Some(41))
+        );
     }
 
     #[test]
     fn header_lookalikes_are_not_minors() {
-        let p = parse_proc_drbd("version: 8.4.1\n 0: cs:Connected\n\tfinish: 0:01:23 speed: 1 K/sec\n10:30 x\n");
+        let p = parse_proc_drbd(
+            "version: 8.4.1\n 0: cs:Connected\n\tfinish: 0:01:23 speed: 1 K/sec\n10:30 x\n",
+        );
         assert_eq!(p.minors.len(), 1);
         assert_eq!(p.minors[0].ns_kib, None);
     }

@@ -48,7 +48,8 @@ pub fn read_proc_drbd(path: &Path) -> Result<ProcDrbd> {
 
 /// `…/drbd3` → 3.
 fn minor_of_link(link: &Path) -> Result<u32> {
-    let target = fs::read_link(link).with_context(|| format!("reading symlink {}", link.display()))?;
+    let target =
+        fs::read_link(link).with_context(|| format!("reading symlink {}", link.display()))?;
     let file = target
         .file_name()
         .and_then(|f| f.to_str())
@@ -90,7 +91,10 @@ pub fn resolve_resource(by_res_dir: &Path, name: &str, proc: &ProcDrbd) -> Resul
         .map(|link| minor_of_link(link))
         .collect::<Result<Vec<u32>>>()?;
     if minors.is_empty() {
-        bail!("DRBD resource '{name}' has no volumes under {}", path.display());
+        bail!(
+            "DRBD resource '{name}' has no volumes under {}",
+            path.display()
+        );
     }
     Ok(minors)
 }
@@ -186,7 +190,11 @@ impl DiskSource for ProcDrbdSource {
         let mut sample = DiskSample::default();
         for entry in &mut self.minors {
             let block = proc.minor(entry.minor).with_context(|| {
-                format!("DRBD minor {} vanished from {}", entry.minor, self.path.display())
+                format!(
+                    "DRBD minor {} vanished from {}",
+                    entry.minor,
+                    self.path.display()
+                )
             })?;
             let ns_kib = block.ns_kib.with_context(|| {
                 format!(

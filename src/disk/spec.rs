@@ -45,7 +45,10 @@ fn check_resource_name(name: &str, text: &str) -> Result<()> {
 
 fn parse_minor(digits: &str, text: &str) -> Result<u32> {
     digits.parse::<u32>().map_err(|_| {
-        anyhow::anyhow!("'{text}': DRBD minor '{digits}' is out of range (expected 0..{})", u32::MAX)
+        anyhow::anyhow!(
+            "'{text}': DRBD minor '{digits}' is out of range (expected 0..{})",
+            u32::MAX
+        )
     })
 }
 
@@ -97,7 +100,10 @@ mod tests {
     fn minors_and_resources() {
         assert_eq!("drbd:0".parse::<DiskSpec>().unwrap(), DiskSpec::Minor(0));
         assert_eq!("drbd:17".parse::<DiskSpec>().unwrap(), DiskSpec::Minor(17));
-        assert_eq!("drbd:/dev/drbd3".parse::<DiskSpec>().unwrap(), DiskSpec::Minor(3));
+        assert_eq!(
+            "drbd:/dev/drbd3".parse::<DiskSpec>().unwrap(),
+            DiskSpec::Minor(3)
+        );
         assert_eq!(
             "drbd:r0".parse::<DiskSpec>().unwrap(),
             DiskSpec::Resource("r0".into())
@@ -125,7 +131,10 @@ mod tests {
         assert!(err.contains("drbd:RESOURCE or drbd:MINOR"), "{err}");
         let err = "drbd:".parse::<DiskSpec>().unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");
-        let err = "drbd:4294967296".parse::<DiskSpec>().unwrap_err().to_string();
+        let err = "drbd:4294967296"
+            .parse::<DiskSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("out of range"), "{err}");
         let err = "drbd:r 0".parse::<DiskSpec>().unwrap_err().to_string();
         assert!(err.contains("contains"), "{err}");
