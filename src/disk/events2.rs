@@ -133,6 +133,15 @@ pub struct ConnectionInfo {
     pub connection: Option<String>,
 }
 
+/// What we know about a local device (one volume of a resource).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `minor:`, the N of `/dev/drbdN`.
+    pub minor: Option<u32>,
+    /// `disk:`, e.g. `UpToDate`, `Diskless`.
+    pub disk: Option<String>,
+}
+
 /// The state the event stream describes, built up line by line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Events2State {
@@ -140,6 +149,8 @@ pub struct Events2State {
     pub resources: BTreeSet<String>,
     /// Connections by (resource, peer-node-id).
     pub connections: BTreeMap<(String, String), ConnectionInfo>,
+    /// Local devices by (resource, volume).
+    pub devices: BTreeMap<(String, String), DeviceInfo>,
     /// Peer devices.
     pub peer_devices: BTreeMap<PeerDeviceKey, PeerDeviceInfo>,
     /// `exists -` was seen.
@@ -178,6 +189,7 @@ impl Events2State {
                 if destroy {
                     self.resources.remove(&resource);
                     self.connections.retain(|(r, _), _| *r != resource);
+                    self.devices.retain(|(r, _), _| *r != resource);
                     self.peer_devices.retain(|k, _| k.resource != resource);
                 } else {
                     self.resources.insert(resource);
@@ -219,12 +231,21 @@ impl Events2State {
                     None
                 }
             }
-            _ => {
-                if event.object == "device" && !destroy {
-                    self.resources.insert(resource);
+            "device" => {
+                let key = (resource.clone(), event.field("volume")?.to_owned());
+                if destroy {
+                    self.devices.remove(&key);
+                    return None;
                 }
+                self.resources.insert(resource);
+                let info = self.devices.entry(key).or_default();
+                if let Some(minor) = event.field("minor").and_then(|m| m.parse().ok()) {
+                    info.minor = Some(minor);
+                }
+                set(&mut info.disk, event.field("disk"));
                 None
             }
+            _ => None,
         }
     }
 
@@ -236,6 +257,14 @@ impl Events2State {
         self.peer_devices
             .iter()
             .filter(move |(k, _)| k.resource == resource)
+    }
+
+    /// The (resource, volume) whose device is `/dev/drbd{minor}`.
+    pub fn device_by_minor(&self, minor: u32) -> Option<(&str, &str)> {
+        self.devices
+            .iter()
+            .find(|(_, info)| info.minor == Some(minor))
+            .map(|((resource, volume), _)| (resource.as_str(), volume.as_str()))
     }
 
     /// Connections of `resource` as (peer-node-id, info).
@@ -305,6 +334,24 @@ mod tests {
         );
         s.apply_line("destroy peer-device name:r0 peer-node-id:1 conn-name:peer volume:0");
         assert_eq!(s.peer_devices_of("r0").count(), 0);
+    }
+
+    #[test]
+    fn devices_by_minor() {
+        let mut s = parse_events2(
+            "exists device name:r0 volume:0 minor:3 disk:UpToDate\n\
+             exists device name:r0 volume:1 minor:4 disk:Diskless\n",
+        );
+        assert_eq!(s.device_by_minor(4), Some(("r0", "1")));
+        assert_eq!(
+            s.devices[&("r0".to_owned(), "1".to_owned())]
+                .disk
+                .as_deref(),
+            Some("Diskless")
+        );
+        assert_eq!(s.device_by_minor(5), None);
+        s.apply_line("destroy device name:r0 volume:1");
+        assert_eq!(s.device_by_minor(4), None);
     }
 
     #[test]
