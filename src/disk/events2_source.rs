@@ -156,9 +156,10 @@ impl Drop for Child2 {
     }
 }
 
-/// Lists DRBD 9 resources with `drbdsetup events2 --now` (best effort, for errors).
-fn list_resources(config: &Events2Config) -> Option<Vec<String>> {
-    let child = Child2::spawn(&config.program, &["events2", "--now"]).ok()?;
+/// One `drbdsetup events2 --now` dump (all resources), for resolving
+/// minors and for naming what exists in error messages.
+fn dump_now(config: &Events2Config) -> Result<Events2State> {
+    let mut child = Child2::spawn(&config.program, &["events2", "--now"])?;
     let mut state = Events2State::default();
     let deadline = Instant::now() + config.start_timeout;
     while !state.initial_dump_done {
@@ -166,27 +167,86 @@ fn list_resources(config: &Events2Config) -> Option<Vec<String>> {
             Ok(line) => {
                 state.apply_line(&line);
             }
-            Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                if state.resources.is_empty() {
+                    bail!("{}", child.death_note());
+                }
+                break;
+            }
         }
     }
-    Some(state.resources.into_iter().collect())
+    Ok(state)
 }
 
-/// Samples `sent:` of every peer device of one DRBD 9 resource.
+/// " (DRBD 9 resources: a, b)" or "" when they cannot be listed.
+fn known_resources(config: &Events2Config) -> String {
+    match dump_now(config) {
+        Ok(state) if state.resources.is_empty() => " (no DRBD 9 resources found)".to_owned(),
+        Ok(state) => format!(
+            " (DRBD 9 resources: {})",
+            state.resources.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+/// Polls that get no answer at all before the source gives up: a
+/// `drbdsetup` that stopped reading would otherwise fill its stdin pipe
+/// and block the checkpoint path on the next write.
+const MAX_SILENT_POLLS: u32 = 10;
+
+/// Samples `sent:` of every peer device of one DRBD 9 resource (or of one
+/// volume of it, when opened by minor).
 pub struct Events2Source {
     name: String,
     resource: String,
+    /// Only this volume (opened by minor), else all volumes.
+    volume: Option<String>,
     config: Events2Config,
     child: Child2,
     state: Events2State,
     /// Per peer device, kept after a device is destroyed so the sum never drops.
     counters: BTreeMap<PeerDeviceKey, Counter>,
+    silent_polls: u32,
 }
 
 impl Events2Source {
     /// Starts `drbdsetup events2 --statistics --poll RESOURCE`, reads the
     /// initial dump and checks the resource exists and has a connected peer.
     pub fn open(resource: &str, config: &Events2Config) -> Result<Self> {
+        Self::open_volume(&format!("drbd:{resource}"), resource, None, config)
+    }
+
+    /// Opens the resource volume whose device is `/dev/drbd{minor}`,
+    /// found with `drbdsetup events2 --now`.
+    pub fn open_minor(minor: u32, config: &Events2Config) -> Result<Self> {
+        let state =
+            dump_now(config).with_context(|| format!("drbd:{minor}: listing DRBD 9 devices"))?;
+        let Some((resource, volume)) = state.device_by_minor(minor) else {
+            let devices: Vec<String> = state
+                .devices
+                .iter()
+                .filter_map(|((r, v), info)| Some(format!("{r}/{v} = minor {}", info.minor?)))
+                .collect();
+            bail!(
+                "drbd:{minor}: no DRBD 9 device has minor {minor} (devices: {})",
+                if devices.is_empty() {
+                    "none".to_owned()
+                } else {
+                    devices.join(", ")
+                }
+            );
+        };
+        Self::open_volume(&format!("drbd:{minor}"), resource, Some(volume), config)
+    }
+
+    fn open_volume(
+        label: &str,
+        resource: &str,
+        volume: Option<&str>,
+        config: &Events2Config,
+    ) -> Result<Self> {
         let mut child = Child2::spawn(
             &config.program,
             &["events2", "--statistics", "--poll", resource],
@@ -199,25 +259,21 @@ impl Events2Source {
                     state.apply_line(&line);
                 }
                 Err(RecvTimeoutError::Timeout) => bail!(
-                    "{} printed no initial state within {:?}",
+                    "{label}: {} printed no initial state within {:?}",
                     child.what,
                     config.start_timeout
                 ),
                 Err(RecvTimeoutError::Disconnected) => {
                     let note = child.death_note();
-                    let known = list_resources(config)
-                        .map(|r| format!(" (DRBD 9 resources: {})", r.join(", ")))
-                        .unwrap_or_default();
-                    bail!("drbd:{resource}: {note}{known}");
+                    bail!("{label}: {note}{}", known_resources(config));
                 }
             }
         }
         if !state.resources.contains(resource) {
-            let known = list_resources(config)
-                .filter(|r| !r.is_empty())
-                .map(|r| r.join(", "))
-                .unwrap_or_else(|| "none found".to_owned());
-            bail!("unknown DRBD resource '{resource}' (DRBD 9 resources: {known})");
+            bail!(
+                "unknown DRBD resource '{resource}'{}",
+                known_resources(config)
+            );
         }
         let connections: Vec<(String, String)> = state
             .connections_of(resource)
@@ -231,7 +287,7 @@ impl Events2Source {
             })
             .collect();
         if connections.is_empty() {
-            bail!("drbd:{resource} has no peer connection; nothing is replicated (check `drbdadm status {resource}`)");
+            bail!("{label}: resource {resource} has no peer connection; nothing is replicated (check `drbdadm status {resource}`)");
         }
         if !connections.iter().any(|(_, cs)| is_connected_state(cs)) {
             let states: Vec<String> = connections
@@ -239,28 +295,47 @@ impl Events2Source {
                 .map(|(peer, cs)| format!("{peer}: {}", if cs.is_empty() { "unknown" } else { cs }))
                 .collect();
             bail!(
-                "drbd:{resource} is not connected ({}); connect it with `drbdadm connect {resource}`",
+                "{label}: resource {resource} is not connected ({}); connect it with `drbdadm connect {resource}`",
                 states.join(", ")
             );
         }
         let peers: BTreeSet<&str> = connections.iter().map(|(p, _)| p.as_str()).collect();
-        let volumes: BTreeSet<&str> = state
-            .peer_devices_of(resource)
-            .map(|(k, _)| k.volume.as_str())
-            .collect();
+        let what = match volume {
+            Some(v) => format!("resource {resource} volume {v}"),
+            None => {
+                let volumes: BTreeSet<&str> = state
+                    .peer_devices_of(resource)
+                    .map(|(k, _)| k.volume.as_str())
+                    .collect();
+                format!(
+                    "volumes {}",
+                    volumes.into_iter().collect::<Vec<_>>().join(",")
+                )
+            }
+        };
         let name = format!(
-            "drbd:{resource} (drbdsetup events2, DRBD 9, peers {}, volumes {})",
+            "{label} (drbdsetup events2, DRBD 9, {what}, peers {})",
             peers.into_iter().collect::<Vec<_>>().join(","),
-            volumes.into_iter().collect::<Vec<_>>().join(",")
         );
         Ok(Events2Source {
             name,
             resource: resource.to_owned(),
+            volume: volume.map(str::to_owned),
             config: config.clone(),
             child,
             state,
             counters: BTreeMap::new(),
+            silent_polls: 0,
         })
+    }
+
+    /// The peer devices this source counts, with their last `sent:`.
+    fn selected(&self) -> Vec<(PeerDeviceKey, Option<u64>)> {
+        self.state
+            .peer_devices_of(&self.resource)
+            .filter(|(k, _)| self.volume.as_ref().map_or(true, |v| *v == k.volume))
+            .map(|(k, info)| (k.clone(), info.sent_kib))
+            .collect()
     }
 
     fn dead(&mut self) -> anyhow::Error {
@@ -289,15 +364,15 @@ impl Events2Source {
             let note = self.dead();
             return Err(note.context(format!("asking drbdsetup for statistics: {e}")));
         }
-        let mut waiting: BTreeSet<PeerDeviceKey> = self
-            .state
-            .peer_devices_of(&self.resource)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut waiting: BTreeSet<PeerDeviceKey> =
+            self.selected().into_iter().map(|(k, _)| k).collect();
+        let expecting_answer = !waiting.is_empty();
+        let mut answered = false;
         let deadline = Instant::now() + self.config.poll_timeout;
         while !waiting.is_empty() {
             match self.child.lines.recv_deadline(deadline) {
                 Ok(line) => {
+                    answered = true;
                     if let Some(key) = self.state.apply_line(&line) {
                         waiting.remove(&key);
                     }
@@ -305,6 +380,17 @@ impl Events2Source {
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => return Err(self.dead()),
             }
+        }
+        if expecting_answer && !answered {
+            self.silent_polls += 1;
+            if self.silent_polls >= MAX_SILENT_POLLS {
+                bail!(
+                    "{} answered none of the last {MAX_SILENT_POLLS} statistics requests",
+                    self.child.what
+                );
+            }
+        } else {
+            self.silent_polls = 0;
         }
         Ok(())
     }
@@ -317,8 +403,8 @@ impl DiskSource for Events2Source {
 
     fn sample(&mut self) -> Result<DiskSample> {
         self.poll()?;
-        for (key, info) in self.state.peer_devices_of(&self.resource) {
-            let Some(sent_kib) = info.sent_kib else {
+        for (key, sent_kib) in self.selected() {
+            let Some(sent_kib) = sent_kib else {
                 continue;
             };
             let counter = self

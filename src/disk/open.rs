@@ -42,10 +42,10 @@ pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskS
     match proc.flavor() {
         ProcFlavor::Drbd9 => match spec {
             DiskSpec::Resource(name) => Ok(Box::new(Events2Source::open(name, &options.events2)?)),
-            DiskSpec::Minor(minor) => bail!(
-                "{spec}: DRBD 9 counts replication per resource; give the resource of \
-                 /dev/drbd{minor} instead (drbd:RESOURCE; `drbdsetup status` lists them)"
-            ),
+            DiskSpec::Minor(minor) => Ok(Box::new(Events2Source::open_minor(
+                *minor,
+                &options.events2,
+            )?)),
         },
         _ => Ok(Box::new(ProcDrbdSource::open(
             spec,
