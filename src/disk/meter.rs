@@ -42,6 +42,14 @@ fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+impl std::fmt::Debug for DiskMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskMeter")
+            .field("sources", &self.source_names())
+            .finish()
+    }
+}
+
 impl DiskMeter {
     /// A meter over `sources` (empty: memory-only, every delta 0).
     pub fn new(sources: Vec<Box<dyn DiskSource>>) -> Self {

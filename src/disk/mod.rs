@@ -9,7 +9,7 @@
 //! - DRBD 9: `drbdsetup events2 --statistics --poll` ([`events2`], [`events2_source`]);
 //! - `remus-ckpt simulate`: the simulator's own byte count ([`simulated`]).
 //!
-//! [`open`] picks the right one for a [`DiskSpec`]; [`DiskMeter`] turns
+//! [`open()`] picks the right one for a [`DiskSpec`]; [`DiskMeter`] turns
 //! samples from any number of them into a [`DiskDelta`] per checkpoint.
 
 pub mod counter;
