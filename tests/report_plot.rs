@@ -46,7 +46,10 @@ fn summary_of_small_run_matches_hand_computation() {
     assert_eq!(s.covered_s, 3.0);
     assert_eq!(s.checkpoints_per_s, Some(10.0 / 3.0));
     let size = s.size_bytes.unwrap();
-    assert_eq!((size.p50, size.p95, size.p99, size.max), (8 * MIB, 30 * MIB, 30 * MIB, 30 * MIB));
+    assert_eq!(
+        (size.p50, size.p95, size.p99, size.max),
+        (8 * MIB, 30 * MIB, 30 * MIB, 30 * MIB)
+    );
     assert_eq!(s.pct_at_most_lmax, Some(80.0));
     assert_eq!(s.pct_in_band, Some(60.0));
     assert_eq!(s.interval_source, IntervalSource::IntervalMs);
@@ -76,7 +79,10 @@ fn csv_format_parses_back_to_the_same_numbers() {
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(records.len(), 1);
     let field = |name: &str| -> String {
-        let index = headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+        let index = headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         records[0][index].to_string()
     };
     let number = |name: &str| -> f64 { field(name).parse().unwrap() };
@@ -107,25 +113,36 @@ fn markdown_and_table_show_readable_units() {
     let summaries = [summarize("small", &rows, LMIN, LMAX)];
     let markdown = render(&summaries, Format::Markdown);
     let lines: Vec<&str> = markdown.lines().collect();
-    assert!(lines[0].starts_with("| run | ckpts | ckpt/s | size p50 MiB"), "{markdown}");
+    assert!(
+        lines[0].starts_with("| run | ckpts | ckpt/s | size p50 MiB"),
+        "{markdown}"
+    );
     assert!(lines[1].starts_with("|:---|---:|"), "{markdown}");
     assert_eq!(lines[0].matches('|').count(), lines[1].matches('|').count());
     assert!(lines[2].starts_with("| small | 10 | 3.33 | 8.00 | 30.00 | 30.00 | 30.00 | 80.0 | 60.0 | 200.0 | 400.0 | interval_ms | 50.0 | 100.0 | 109.0MiB | 2.9KiB |"), "{markdown}");
 
     let table = render(&summaries, Format::Table);
     let header = table.lines().next().unwrap();
-    assert!(header.starts_with("run    ckpts  ckpt/s  size p50 MiB"), "{table}");
-    assert!(table.lines().nth(1).unwrap().contains("109.0MiB"), "{table}");
+    assert!(
+        header.starts_with("run    ckpts  ckpt/s  size p50 MiB"),
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).unwrap().contains("109.0MiB"),
+        "{table}"
+    );
     assert!(table.contains("[4.0MiB, 16.0MiB]"), "{table}");
 }
 
 #[test]
 fn report_args_from_the_command_line() {
-    let cli = ReportCli::try_parse_from([
-        "report", "--lmin", "2MiB", "--lmax", "8MiB", "--format", "csv", "--label", "fixed",
-    ]
-    .into_iter()
-    .chain([fixture().to_str().unwrap()]))
+    let cli = ReportCli::try_parse_from(
+        [
+            "report", "--lmin", "2MiB", "--lmax", "8MiB", "--format", "csv", "--label", "fixed",
+        ]
+        .into_iter()
+        .chain([fixture().to_str().unwrap()]),
+    )
     .unwrap();
     let text = report::report_text(&cli.args).unwrap();
     let row = text.lines().nth(1).unwrap();
@@ -138,8 +155,12 @@ fn report_args_from_the_command_line() {
     assert_eq!(get("pct_in_band"), "40");
     assert_eq!(get("pct_at_most_lmax"), "50");
 
-    assert!(ReportCli::try_parse_from(["report"]).is_err(), "files are required");
-    let bad_label = ReportCli::try_parse_from(["report", "--label", "a", "--label", "b", "x.csv"]).unwrap();
+    assert!(
+        ReportCli::try_parse_from(["report"]).is_err(),
+        "files are required"
+    );
+    let bad_label =
+        ReportCli::try_parse_from(["report", "--label", "a", "--label", "b", "x.csv"]).unwrap();
     assert!(report::report_text(&bad_label.args).is_err());
     let missing = ReportCli::try_parse_from(["report", "/nonexistent/run.csv"]).unwrap();
     let err = format!("{:#}", report::report_text(&missing.args).unwrap_err());
@@ -154,7 +175,11 @@ fn svg_texts(path: &Path) -> Vec<String> {
     doc.descendants()
         .filter(|node| node.has_tag_name("text"))
         .map(|node| {
-            let text: String = node.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect();
+            let text: String = node
+                .descendants()
+                .filter(|n| n.is_text())
+                .filter_map(|n| n.text())
+                .collect();
             text.trim().to_string()
         })
         .collect()
@@ -167,7 +192,10 @@ fn two_runs() -> Vec<(String, Vec<remus_ckpt::row::Row>)> {
         row.size_bytes /= 2;
         row.interval_ms *= 2;
     }
-    vec![("fixed 200ms".to_string(), rows), ("adaptive".to_string(), slower)]
+    vec![
+        ("fixed 200ms".to_string(), rows),
+        ("adaptive".to_string(), slower),
+    ]
 }
 
 #[test]
@@ -184,15 +212,22 @@ fn svg_has_every_panel_legend_and_band() {
         "time since the first record (s)",
         "fixed 200ms",
         "adaptive",
-        "Lmin-Lmax band [4.0MiB, 16.0MiB]",
-        "Lmax 16.0MiB",
-        "Lmin 4.0MiB",
+        "Lmin-Lmax band [4 MiB, 16 MiB]",
+        "Lmax",
+        "16 MiB",
+        "Lmin",
+        "4 MiB",
         "Per-checkpoint cost over time: fixed 200ms vs adaptive",
     ] {
-        assert!(texts.iter().any(|t| t == expected), "no text {expected:?} in {texts:?}");
+        assert!(
+            texts.iter().any(|t| t == expected),
+            "no text {expected:?} in {texts:?}"
+        );
     }
     assert!(
-        texts.iter().any(|t| t.starts_with("initial live round not shown (fixed 200ms 100.0MiB")),
+        texts
+            .iter()
+            .any(|t| t.starts_with("initial live round not shown (fixed 200ms 100.0MiB")),
         "{texts:?}"
     );
 }
@@ -218,16 +253,25 @@ fn chosen_panels_only() {
     assert!(texts.iter().any(|t| t == "checkpoint size (MiB)"));
     assert!(texts.iter().any(|t| t == "interval (ms)"));
     assert!(texts.iter().any(|t| t == "Two panels"));
-    assert!(texts.iter().any(|t| t == "small"), "label from the file stem: {texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "small"),
+        "label from the file stem: {texts:?}"
+    );
     assert!(!texts.iter().any(|t| t == "pause (ms)"), "{texts:?}");
     assert!(!texts.iter().any(|t| t == "dirty pages/s"), "{texts:?}");
 
     let out = dir.path().join("pause.svg");
-    let opts = PlotOptions { panels: vec![Panel::Pause], ..PlotOptions::default() };
+    let opts = PlotOptions {
+        panels: vec![Panel::Pause],
+        ..PlotOptions::default()
+    };
     plot::plot(&two_runs(), &opts, &out).unwrap();
     let texts = svg_texts(&out);
     assert!(texts.iter().any(|t| t == "pause (ms)"));
-    assert!(!texts.iter().any(|t| t.starts_with("Lmin-Lmax band")), "no band without a size panel");
+    assert!(
+        !texts.iter().any(|t| t.starts_with("Lmin-Lmax band")),
+        "no band without a size panel"
+    );
 }
 
 /// Width and height from a PNG's signature and IHDR chunk.
@@ -243,7 +287,11 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn png_has_the_requested_size() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fig.png");
-    let opts = PlotOptions { width_px: 900, height_px: 700, ..PlotOptions::default() };
+    let opts = PlotOptions {
+        width_px: 900,
+        height_px: 700,
+        ..PlotOptions::default()
+    };
     plot::plot(&two_runs(), &opts, &out).unwrap();
     assert_eq!(png_size(&out), (900, 700));
 }
@@ -254,27 +302,49 @@ fn bad_output_or_options_are_errors() {
     let runs = two_runs();
     let err = plot::plot(&runs, &PlotOptions::default(), &dir.path().join("fig.pdf")).unwrap_err();
     assert!(err.to_string().contains(".svg or .png"), "{err}");
-    let swapped = PlotOptions { lmin_bytes: LMAX, lmax_bytes: LMIN, ..PlotOptions::default() };
+    let swapped = PlotOptions {
+        lmin_bytes: LMAX,
+        lmax_bytes: LMIN,
+        ..PlotOptions::default()
+    };
     assert!(plot::plot(&runs, &swapped, &dir.path().join("x.svg")).is_err());
-    let none = PlotOptions { panels: vec![], ..PlotOptions::default() };
+    let none = PlotOptions {
+        panels: vec![],
+        ..PlotOptions::default()
+    };
     assert!(plot::plot(&runs, &none, &dir.path().join("x.svg")).is_err());
-    assert!(PlotCli::try_parse_from(["plot", "--panels", "size,bogus", "-o", "x.svg", "a.csv"]).is_err());
+    assert!(
+        PlotCli::try_parse_from(["plot", "--panels", "size,bogus", "-o", "x.svg", "a.csv"])
+            .is_err()
+    );
 }
 
 #[test]
 fn real_xen_trace_reads_summarises_and_plots() {
     let Some(trace) = real_trace() else {
-        println!("SKIPPED: ../shared/data/xen417-remus-tcg-interval-steps.csv is not next to the repo");
+        println!(
+            "SKIPPED: ../shared/data/xen417-remus-tcg-interval-steps.csv is not next to the repo"
+        );
         return;
     };
     let rows = read_csv(&trace).unwrap();
-    assert_eq!(rows.len(), 291, "291 records: the live round and 290 checkpoints");
-    assert_eq!(rows[0].live, 1, "legacy file: first row with period 0 is the live round");
+    assert_eq!(
+        rows.len(),
+        291,
+        "291 records: the live round and 290 checkpoints"
+    );
+    assert_eq!(
+        rows[0].live, 1,
+        "legacy file: first row with period 0 is the live round"
+    );
     assert_eq!(rows[0].size_bytes, 168_041_640);
     let s = summarize("xen417", &rows, LMIN, LMAX);
     assert_eq!(s.checkpoints, 290);
     assert_eq!(s.live_rows_excluded, 1);
-    assert!(s.size_bytes.unwrap().max < 168_041_640, "live round left out of the size figures");
+    assert!(
+        s.size_bytes.unwrap().max < 168_041_640,
+        "live round left out of the size figures"
+    );
     let interval = s.interval_ms.unwrap();
     assert_eq!((interval.p50, interval.max), (300.0, 1500.0));
 
@@ -285,5 +355,18 @@ fn real_xen_trace_reads_summarises_and_plots() {
     let runs = vec![("xen417-remus-tcg".to_string(), rows)];
     plot::plot(&runs, &PlotOptions::default(), &png).unwrap();
     assert_eq!(png_size(&png), (1200, plot::default_height_px(4)));
-    plot::plot(&runs, &PlotOptions::default(), &out_dir.join("xen417-remus-tcg-interval-steps.svg")).unwrap();
+    plot::plot(
+        &runs,
+        &PlotOptions::default(),
+        &out_dir.join("xen417-remus-tcg-interval-steps.svg"),
+    )
+    .unwrap();
+    // The headline pair alone, as the thesis figure would be.
+    let headline = PlotOptions {
+        panels: vec![Panel::Size, Panel::Interval],
+        width_px: 1100,
+        height_px: plot::default_height_px(2),
+        ..PlotOptions::default()
+    };
+    plot::plot(&runs, &headline, &out_dir.join("xen417-size-interval.png")).unwrap();
 }

@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::plot::font::FAMILY;
-use crate::plot::series::{panel_series, Panel, PanelSeries};
+use crate::plot::series::{panel_series, step_points, Panel, PanelSeries};
 use crate::plot::PlotOptions;
 use crate::report::rows::{is_live_round, IntervalSource, BYTES_PER_MIB};
 use crate::row::Row;
@@ -35,11 +35,14 @@ const BAND_EDGE: RGBColor = RGBColor(0, 110, 80);
 const NOTE_GREY: RGBColor = RGBColor(90, 90, 90);
 
 const TITLE_PX: u32 = 22;
-const CAPTION_PX: u32 = 16;
+const CAPTION_PX: u32 = 17;
 const AXIS_DESC_PX: u32 = 15;
-const TICK_PX: u32 = 13;
+const TICK_PX: u32 = 14;
 const LEGEND_PX: u32 = 15;
 const LEGEND_LINE_HEIGHT_PX: i32 = 26;
+/// Right margin of every panel (equal, so time axes line up), wide enough
+/// for the Lmin/Lmax labels beside the size panel.
+const BAND_LABEL_MARGIN_PX: u32 = 70;
 /// Runs with at most this many points also get markers; denser runs would
 /// turn into a smear of dots.
 const MARKER_MAX_POINTS: usize = 150;
@@ -77,6 +80,18 @@ fn tick_label(value: &f64) -> String {
     }
 }
 
+/// Band edges as people set them: `16 MiB`, not `16.0MiB`. plotters'
+/// embedded-font renderer draws a small `.` faintly, so whole MiB go
+/// without one; other sizes fall back to [`format_bytes`].
+pub fn band_edge_label(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes > 0 && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format_bytes(bytes)
+    }
+}
+
 /// Default title naming the runs compared.
 pub fn default_title(runs: &[(String, Vec<Row>)]) -> String {
     let labels: Vec<&str> = runs.iter().map(|(label, _)| label.as_str()).collect();
@@ -99,7 +114,11 @@ fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Result<Range<f
         bail!("nothing to plot: no run has a checkpoint with data for the chosen panels");
     }
     let start_s = min_s.min(0.0);
-    let end_s = if max_s > start_s { max_s } else { start_s + 1.0 };
+    let end_s = if max_s > start_s {
+        max_s
+    } else {
+        start_s + 1.0
+    };
     Ok(start_s..end_s)
 }
 
@@ -118,8 +137,8 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
     if opts.panels.contains(&Panel::Size) {
         entries.push(LegendEntry::Band(format!(
             "Lmin-Lmax band [{}, {}]",
-            format_bytes(opts.lmin_bytes),
-            format_bytes(opts.lmax_bytes)
+            band_edge_label(opts.lmin_bytes),
+            band_edge_label(opts.lmax_bytes)
         )));
     }
     if !opts.include_live {
@@ -156,7 +175,9 @@ fn legend_layout<DB: DrawingBackend>(
             LegendEntry::Run(_, text) | LegendEntry::Band(text) => (text, 36),
             LegendEntry::Note(text) => (text, 0),
         };
-        let (text_w, _) = area.estimate_text_size(text, &text_style).map_err(drawing)?;
+        let (text_w, _) = area
+            .estimate_text_size(text, &text_style)
+            .map_err(drawing)?;
         let entry_w = swatch_px + text_w as i32 + 28;
         if x > left_px && x + entry_w > width_px as i32 - 10 {
             x = left_px;
@@ -177,22 +198,43 @@ fn draw_legend<DB: DrawingBackend>(
     for (entry, &(x, y)) in entries.iter().zip(positions) {
         match entry {
             LegendEntry::Run(color, label) => {
-                area.draw(&PathElement::new(vec![(x, y), (x + 28, y)], color.stroke_width(3)))
-                    .map_err(drawing)?;
-                area.draw(&Text::new(label.clone(), (x + 36, y), style(LEGEND_PX, BLACK).pos(left_middle)))
-                    .map_err(drawing)?;
+                area.draw(&PathElement::new(
+                    vec![(x, y), (x + 28, y)],
+                    color.stroke_width(3),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Text::new(
+                    label.clone(),
+                    (x + 36, y),
+                    style(LEGEND_PX, BLACK).pos(left_middle),
+                ))
+                .map_err(drawing)?;
             }
             LegendEntry::Band(label) => {
-                area.draw(&Rectangle::new([(x, y - 8), (x + 28, y + 8)], BAND_FILL.mix(0.18).filled()))
-                    .map_err(drawing)?;
-                area.draw(&Rectangle::new([(x, y - 8), (x + 28, y + 8)], BAND_EDGE.stroke_width(1)))
-                    .map_err(drawing)?;
-                area.draw(&Text::new(label.clone(), (x + 36, y), style(LEGEND_PX, BLACK).pos(left_middle)))
-                    .map_err(drawing)?;
+                area.draw(&Rectangle::new(
+                    [(x, y - 8), (x + 28, y + 8)],
+                    BAND_FILL.mix(0.18).filled(),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Rectangle::new(
+                    [(x, y - 8), (x + 28, y + 8)],
+                    BAND_EDGE.stroke_width(1),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Text::new(
+                    label.clone(),
+                    (x + 36, y),
+                    style(LEGEND_PX, BLACK).pos(left_middle),
+                ))
+                .map_err(drawing)?;
             }
             LegendEntry::Note(text) => {
-                area.draw(&Text::new(text.clone(), (x, y), style(LEGEND_PX, NOTE_GREY).pos(left_middle)))
-                    .map_err(drawing)?;
+                area.draw(&Text::new(
+                    text.clone(),
+                    (x, y),
+                    style(LEGEND_PX, NOTE_GREY).pos(left_middle),
+                ))
+                .map_err(drawing)?;
             }
         }
     }
@@ -207,7 +249,11 @@ fn panel_caption(panel: Panel, runs: &[(String, Vec<Row>)], series: &[PanelSerie
         .map(|((label, _), _)| label.as_str())
         .collect();
     if panel == Panel::Interval && !from_period.is_empty() {
-        format!("{} (measured period for runs without a gate: {})", panel.caption(), from_period.join(", "))
+        format!(
+            "{} (measured period for runs without a gate: {})",
+            panel.caption(),
+            from_period.join(", ")
+        )
     } else {
         panel.caption().to_string()
     }
@@ -239,9 +285,12 @@ fn draw_panel<DB: DrawingBackend>(
     let y_top = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
 
     let mut chart = ChartBuilder::on(area)
-        .caption(panel_caption(panel, runs, &series), style(CAPTION_PX, BLACK))
+        .caption(
+            panel_caption(panel, runs, &series),
+            style(CAPTION_PX, BLACK),
+        )
         .margin(6)
-        .margin_right(24)
+        .margin_right(BAND_LABEL_MARGIN_PX)
         .x_label_area_size(if is_bottom { 48 } else { 26 })
         .y_label_area_size(86)
         .build_cartesian_2d(x_range.clone(), 0.0..y_top)
@@ -269,7 +318,10 @@ fn draw_panel<DB: DrawingBackend>(
                 BAND_FILL.mix(0.18).filled(),
             )))
             .map_err(drawing)?;
-        for (name, bytes, mib) in [("Lmax", opts.lmax_bytes, lmax_mib), ("Lmin", opts.lmin_bytes, lmin_mib)] {
+        for (name, bytes, mib) in [
+            ("Lmax", opts.lmax_bytes, lmax_mib),
+            ("Lmin", opts.lmin_bytes, lmin_mib),
+        ] {
             chart
                 .draw_series(DashedLineSeries::new(
                     vec![(x0, mib), (x1, mib)],
@@ -278,24 +330,43 @@ fn draw_panel<DB: DrawingBackend>(
                     BAND_EDGE.stroke_width(1),
                 ))
                 .map_err(drawing)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("{name} {}", format_bytes(bytes)),
-                    (x1, mib),
-                    style(TICK_PX, BAND_EDGE).pos(Pos::new(HPos::Right, VPos::Bottom)),
-                )))
-                .map_err(drawing)?;
+            // Labelled in the right margin, outside the data, so no curve
+            // ever hides which line is which edge.
+            let (base_x, base_y) = area.get_base_pixel();
+            let (edge_x, edge_y) = chart.backend_coord(&(x1, mib));
+            let (label_x, label_y) = (edge_x - base_x + 6, edge_y - base_y);
+            area.draw(&Text::new(
+                name.to_string(),
+                (label_x, label_y - 1),
+                style(TICK_PX, BAND_EDGE).pos(Pos::new(HPos::Left, VPos::Bottom)),
+            ))
+            .map_err(drawing)?;
+            area.draw(&Text::new(
+                band_edge_label(bytes),
+                (label_x, label_y + 1),
+                style(TICK_PX, BAND_EDGE).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(drawing)?;
         }
     }
 
     for (index, run) in series.iter().enumerate() {
         let color = run_color(index);
+        let line = if panel == Panel::Interval {
+            step_points(&run.points)
+        } else {
+            run.points.clone()
+        };
         chart
-            .draw_series(LineSeries::new(run.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(line, color.stroke_width(2)))
             .map_err(drawing)?;
         if run.points.len() <= MARKER_MAX_POINTS {
             chart
-                .draw_series(run.points.iter().map(|&point| Circle::new(point, 3, color.filled())))
+                .draw_series(
+                    run.points
+                        .iter()
+                        .map(|&point| Circle::new(point, 3, color.filled())),
+                )
                 .map_err(drawing)?;
         }
     }
@@ -311,7 +382,9 @@ pub fn draw_figure<DB: DrawingBackend>(
     let x_range = time_range(runs, opts)?;
     root.fill(&WHITE).map_err(drawing)?;
     let title = opts.title.clone().unwrap_or_else(|| default_title(runs));
-    let body = root.titled(&title, style(TITLE_PX, BLACK)).map_err(drawing)?;
+    let body = root
+        .titled(&title, style(TITLE_PX, BLACK))
+        .map_err(drawing)?;
 
     let entries = legend_entries(runs, opts);
     let (positions, legend_height_px) = legend_layout(&body, &entries)?;
@@ -320,7 +393,14 @@ pub fn draw_figure<DB: DrawingBackend>(
 
     let panel_areas = panels_area.split_evenly((opts.panels.len(), 1));
     for (index, (panel, area)) in opts.panels.iter().zip(&panel_areas).enumerate() {
-        draw_panel(area, *panel, runs, opts, x_range.clone(), index + 1 == opts.panels.len())?;
+        draw_panel(
+            area,
+            *panel,
+            runs,
+            opts,
+            x_range.clone(),
+            index + 1 == opts.panels.len(),
+        )?;
     }
     Ok(())
 }
@@ -336,5 +416,11 @@ mod tests {
         assert_eq!(tick_label(&2.5), "2.5");
         assert_eq!(tick_label(&0.0), "0");
         assert_eq!(tick_label(&16.0), "16");
+    }
+
+    #[test]
+    fn band_edges_in_whole_mib() {
+        assert_eq!(band_edge_label(16 << 20), "16 MiB");
+        assert_eq!(band_edge_label(1536 << 10), "1.5MiB");
     }
 }

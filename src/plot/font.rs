@@ -19,9 +19,8 @@ pub const FAMILY: &str = "sans-serif";
 /// Registers the embedded font once per process; later calls are free.
 pub fn ensure_registered() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        register_font(FAMILY, FontStyle::Normal, DEJAVU_SANS_TTF).is_ok()
-    });
+    let ok = *REGISTERED
+        .get_or_init(|| register_font(FAMILY, FontStyle::Normal, DEJAVU_SANS_TTF).is_ok());
     if !ok {
         bail!("the embedded DejaVu Sans font could not be loaded");
     }

@@ -46,7 +46,12 @@ pub struct PlotArgs {
     #[arg(long = "label")]
     pub labels: Vec<String>,
     /// Panels, top to bottom.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "size,interval,pause,dirty")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "size,interval,pause,dirty"
+    )]
     pub panels: Vec<Panel>,
     /// Lower edge of the size band drawn on the size panel.
     #[arg(long, default_value = "4MiB")]
@@ -102,7 +107,11 @@ impl PlotOptions {
             bail!("no panels chosen: use some of size,interval,pause,dirty");
         }
         if self.lmin_bytes > self.lmax_bytes {
-            bail!("Lmin ({} bytes) is above Lmax ({} bytes)", self.lmin_bytes, self.lmax_bytes);
+            bail!(
+                "Lmin ({} bytes) is above Lmax ({} bytes)",
+                self.lmin_bytes,
+                self.lmax_bytes
+            );
         }
         if self.width_px < MIN_SIDE_PX || self.height_px < MIN_SIDE_PX {
             bail!(
@@ -159,12 +168,16 @@ pub fn plot(runs: &[(String, Vec<Row>)], opts: &PlotOptions, output: &Path) -> R
         ImageFormat::Svg => {
             let root = SVGBackend::new(output, size).into_drawing_area();
             draw::draw_figure(&root, runs, &opts)?;
-            root.present().map_err(|e| anyhow::anyhow!("{e:?}")).with_context(written)?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(written)?;
         }
         ImageFormat::Png => {
             let root = BitMapBackend::new(output, size).into_drawing_area();
             draw::draw_figure(&root, runs, &opts)?;
-            root.present().map_err(|e| anyhow::anyhow!("{e:?}")).with_context(written)?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(written)?;
         }
     }
     Ok(())
@@ -183,7 +196,9 @@ pub fn run_plot(args: &PlotArgs) -> Result<()> {
         lmin_bytes: args.lmin.0,
         lmax_bytes: args.lmax.0,
         width_px: args.width,
-        height_px: args.height.unwrap_or_else(|| default_height_px(args.panels.len())),
+        height_px: args
+            .height
+            .unwrap_or_else(|| default_height_px(args.panels.len())),
         title: args.title.clone(),
         include_live: args.include_live,
     };
@@ -196,8 +211,14 @@ mod tests {
 
     #[test]
     fn format_by_extension() {
-        assert_eq!(ImageFormat::from_path(Path::new("a.SVG")).unwrap(), ImageFormat::Svg);
-        assert_eq!(ImageFormat::from_path(Path::new("x/b.png")).unwrap(), ImageFormat::Png);
+        assert_eq!(
+            ImageFormat::from_path(Path::new("a.SVG")).unwrap(),
+            ImageFormat::Svg
+        );
+        assert_eq!(
+            ImageFormat::from_path(Path::new("x/b.png")).unwrap(),
+            ImageFormat::Png
+        );
         assert!(ImageFormat::from_path(Path::new("c.pdf")).is_err());
         assert!(ImageFormat::from_path(Path::new("noext")).is_err());
     }

@@ -72,7 +72,25 @@ pub fn panel_series(panel: Panel, rows: &[Row], include_live: bool) -> PanelSeri
             .filter_map(|row| dirty_rate_per_s(row).map(|rate| (row.t_s, rate)))
             .collect(),
     };
-    PanelSeries { points, interval_source }
+    PanelSeries {
+        points,
+        interval_source,
+    }
+}
+
+/// The interval as the gate applied it: checkpoint `i`'s `interval_ms` is
+/// the wait that ended at `t_i`, so the value holds over `(t_{i-1}, t_i]`
+/// and changes in a step, not a ramp between two checkpoints. Returns the
+/// corners of that step line through `points`.
+pub fn step_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut corners = Vec::with_capacity(points.len() * 2);
+    for pair in points.windows(2) {
+        let ((t_now, value_now), (_, value_next)) = (pair[0], pair[1]);
+        corners.push((t_now, value_now));
+        corners.push((t_now, value_next));
+    }
+    corners.extend(points.last().copied());
+    corners
 }
 
 #[cfg(test)]
@@ -81,7 +99,12 @@ mod tests {
 
     fn rows() -> Vec<Row> {
         vec![
-            Row { t_s: 0.0, size_bytes: 100 << 20, live: 1, ..Row::default() },
+            Row {
+                t_s: 0.0,
+                size_bytes: 100 << 20,
+                live: 1,
+                ..Row::default()
+            },
             Row {
                 t_s: 0.5,
                 size_bytes: 2 << 20,
@@ -95,12 +118,40 @@ mod tests {
     }
 
     #[test]
+    fn interval_changes_in_steps() {
+        let points = [(1.0, 200.0), (1.2, 200.0), (1.6, 400.0)];
+        assert_eq!(
+            step_points(&points),
+            vec![
+                (1.0, 200.0),
+                (1.0, 200.0),
+                (1.2, 200.0),
+                (1.2, 400.0),
+                (1.6, 400.0)
+            ]
+        );
+        assert_eq!(step_points(&[]), vec![]);
+    }
+
+    #[test]
     fn panels_convert_units_and_skip_live() {
         let rows = rows();
-        assert_eq!(panel_series(Panel::Size, &rows, false).points, vec![(0.5, 2.0)]);
-        assert_eq!(panel_series(Panel::Size, &rows, true).points, vec![(0.0, 100.0), (0.5, 2.0)]);
-        assert_eq!(panel_series(Panel::Pause, &rows, false).points, vec![(0.5, 12.5)]);
-        assert_eq!(panel_series(Panel::Dirty, &rows, false).points, vec![(0.5, 200.0)]);
+        assert_eq!(
+            panel_series(Panel::Size, &rows, false).points,
+            vec![(0.5, 2.0)]
+        );
+        assert_eq!(
+            panel_series(Panel::Size, &rows, true).points,
+            vec![(0.0, 100.0), (0.5, 2.0)]
+        );
+        assert_eq!(
+            panel_series(Panel::Pause, &rows, false).points,
+            vec![(0.5, 12.5)]
+        );
+        assert_eq!(
+            panel_series(Panel::Dirty, &rows, false).points,
+            vec![(0.5, 200.0)]
+        );
         let interval = panel_series(Panel::Interval, &rows, false);
         assert_eq!(interval.points, vec![(0.5, 500.0)]);
         assert_eq!(interval.interval_source, Some(IntervalSource::IntervalMs));

@@ -57,7 +57,13 @@ pub fn report_text(args: &ReportArgs) -> Result<String> {
     let mut summaries = Vec::with_capacity(args.files.len());
     for (file, label) in args.files.iter().zip(&labels) {
         let rows = read_csv(file)?;
-        summaries.push(summarize_with(label, &rows, args.lmin.0, args.lmax.0, args.include_live));
+        summaries.push(summarize_with(
+            label,
+            &rows,
+            args.lmin.0,
+            args.lmax.0,
+            args.include_live,
+        ));
     }
     Ok(render(&summaries, args.format))
 }

@@ -59,7 +59,12 @@ fn ms_q(q: Option<&Quantiles<f64>>, pick: fn(&Quantiles<f64>) -> f64, raw: bool)
 
 fn columns(with_disk: bool) -> Vec<Column> {
     let mut columns = vec![
-        Column { human: "run", raw: "label", human_cell: |s| s.label.clone(), raw_cell: |s| s.label.clone() },
+        Column {
+            human: "run",
+            raw: "label",
+            human_cell: |s| s.label.clone(),
+            raw_cell: |s| s.label.clone(),
+        },
         Column {
             human: "ckpts",
             raw: "checkpoints",
@@ -165,8 +170,18 @@ fn csv_context_columns() -> Vec<Column> {
             human_cell: |_| String::new(),
             raw_cell: |s| s.live_rows_excluded.to_string(),
         },
-        Column { human: "", raw: "lmin_bytes", human_cell: |_| String::new(), raw_cell: |s| s.lmin_bytes.to_string() },
-        Column { human: "", raw: "lmax_bytes", human_cell: |_| String::new(), raw_cell: |s| s.lmax_bytes.to_string() },
+        Column {
+            human: "",
+            raw: "lmin_bytes",
+            human_cell: |_| String::new(),
+            raw_cell: |s| s.lmin_bytes.to_string(),
+        },
+        Column {
+            human: "",
+            raw: "lmax_bytes",
+            human_cell: |_| String::new(),
+            raw_cell: |s| s.lmax_bytes.to_string(),
+        },
     ]
 }
 
@@ -223,7 +238,14 @@ fn render_csv(summaries: &[RunSummary], columns: &[Column]) -> String {
 fn render_markdown(summaries: &[RunSummary], columns: &[Column]) -> String {
     let mut out = String::new();
     let escape = |cell: String| cell.replace('|', "\\|");
-    out.push_str(&format!("| {} |\n", columns.iter().map(|c| c.human).collect::<Vec<_>>().join(" | ")));
+    out.push_str(&format!(
+        "| {} |\n",
+        columns
+            .iter()
+            .map(|c| c.human)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
     let separators: Vec<&str> = columns
         .iter()
         .enumerate()
@@ -231,7 +253,10 @@ fn render_markdown(summaries: &[RunSummary], columns: &[Column]) -> String {
         .collect();
     out.push_str(&format!("|{}|\n", separators.join("|")));
     for summary in summaries {
-        let cells: Vec<String> = columns.iter().map(|c| escape((c.human_cell)(summary))).collect();
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| escape((c.human_cell)(summary)))
+            .collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out.push('\n');

@@ -39,7 +39,9 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         .clone();
     for needed in ["seq", "t_s", "size_bytes", "period_ms"] {
         if !headers.iter().any(|h| h == needed) {
-            bail!("{source_name}: line 1: header has no '{needed}' column; is this a remus-ckpt CSV?");
+            bail!(
+                "{source_name}: line 1: header has no '{needed}' column; is this a remus-ckpt CSV?"
+            );
         }
     }
     let has_live_column = headers.iter().any(|h| h == "live");
@@ -48,10 +50,7 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         let row = record.map_err(|err| {
             // Data rows start on line 2; the csv crate knows better when the
             // file has quoted newlines, so prefer its position.
-            let line = err
-                .position()
-                .map(|p| p.line())
-                .unwrap_or(index as u64 + 2);
+            let line = err.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
             anyhow!("{source_name}: line {line}: {err}")
         })?;
         rows.push(row);
@@ -194,38 +193,85 @@ mod tests {
         let text = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n\
             1,0.3,10,10,100,0,100,1.0,2.0,300.0,300,0\n\
             2,0.6,ten,10,100,0,100,1.0,2.0,300.0,300,0\n";
-        let err = read_csv_from(text.as_bytes(), "bad.csv").unwrap_err().to_string();
+        let err = read_csv_from(text.as_bytes(), "bad.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("bad.csv: line 3:"), "{err}");
-        let err = read_csv_from("a,b\n1,2\n".as_bytes(), "other.csv").unwrap_err().to_string();
+        let err = read_csv_from("a,b\n1,2\n".as_bytes(), "other.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("other.csv") && err.contains("seq"), "{err}");
     }
 
     #[test]
     fn interval_falls_back_to_period_per_run() {
         let gated = [
-            Row { t_s: 1.0, interval_ms: 300, period_ms: 310.0, ..Row::default() },
-            Row { t_s: 2.0, interval_ms: 0, period_ms: 290.0, ..Row::default() },
+            Row {
+                t_s: 1.0,
+                interval_ms: 300,
+                period_ms: 310.0,
+                ..Row::default()
+            },
+            Row {
+                t_s: 2.0,
+                interval_ms: 0,
+                period_ms: 290.0,
+                ..Row::default()
+            },
         ];
         let refs: Vec<&Row> = gated.iter().collect();
-        assert_eq!(interval_points(&refs), (IntervalSource::IntervalMs, vec![(1.0, 300.0)]));
+        assert_eq!(
+            interval_points(&refs),
+            (IntervalSource::IntervalMs, vec![(1.0, 300.0)])
+        );
         let ungated = [
-            Row { t_s: 0.0, period_ms: 0.0, ..Row::default() },
-            Row { t_s: 2.0, period_ms: 290.0, ..Row::default() },
+            Row {
+                t_s: 0.0,
+                period_ms: 0.0,
+                ..Row::default()
+            },
+            Row {
+                t_s: 2.0,
+                period_ms: 290.0,
+                ..Row::default()
+            },
         ];
         let refs: Vec<&Row> = ungated.iter().collect();
-        assert_eq!(interval_points(&refs), (IntervalSource::PeriodMs, vec![(2.0, 290.0)]));
+        assert_eq!(
+            interval_points(&refs),
+            (IntervalSource::PeriodMs, vec![(2.0, 290.0)])
+        );
     }
 
     #[test]
     fn dirty_rate_skips_period_zero() {
-        assert_eq!(dirty_rate_per_s(&Row { dirty_pages: 30, period_ms: 300.0, ..Row::default() }), Some(100.0));
-        assert_eq!(dirty_rate_per_s(&Row { dirty_pages: 30, ..Row::default() }), None);
+        assert_eq!(
+            dirty_rate_per_s(&Row {
+                dirty_pages: 30,
+                period_ms: 300.0,
+                ..Row::default()
+            }),
+            Some(100.0)
+        );
+        assert_eq!(
+            dirty_rate_per_s(&Row {
+                dirty_pages: 30,
+                ..Row::default()
+            }),
+            None
+        );
     }
 
     #[test]
     fn labels_from_stems_or_flags() {
-        let files = vec![PathBuf::from("/x/fixed-300ms.csv"), PathBuf::from("adaptive.csv")];
-        assert_eq!(run_labels(&files, &[]).unwrap(), vec!["fixed-300ms", "adaptive"]);
+        let files = vec![
+            PathBuf::from("/x/fixed-300ms.csv"),
+            PathBuf::from("adaptive.csv"),
+        ];
+        assert_eq!(
+            run_labels(&files, &[]).unwrap(),
+            vec!["fixed-300ms", "adaptive"]
+        );
         let labels = vec!["a".to_string(), "b".to_string()];
         assert_eq!(run_labels(&files, &labels).unwrap(), labels);
         assert!(run_labels(&files, &labels[..1]).is_err());

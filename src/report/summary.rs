@@ -100,9 +100,8 @@ pub fn summarize_with(
     let checkpoints_per_s = (covered_s > 0.0).then(|| periods_ms.len() as f64 / covered_s);
 
     let sizes: Vec<u64> = selected.iter().map(|row| row.size_bytes).collect();
-    let percent_of = |count: usize| {
-        (checkpoints > 0).then(|| 100.0 * count as f64 / checkpoints as f64)
-    };
+    let percent_of =
+        |count: usize| (checkpoints > 0).then(|| 100.0 * count as f64 / checkpoints as f64);
     let at_most_lmax = sizes.iter().filter(|size| **size <= lmax_bytes).count();
     let in_band = sizes
         .iter()
