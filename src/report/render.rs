@@ -161,6 +161,13 @@ fn columns(with_disk: bool) -> Vec<Column> {
     columns
 }
 
+impl Column {
+    /// Text columns read left to right; numbers line up on the right.
+    fn is_text(&self) -> bool {
+        matches!(self.raw, "label" | "interval_source")
+    }
+}
+
 /// Extra CSV-only columns: what the numbers were computed against.
 fn csv_context_columns() -> Vec<Column> {
     vec![
@@ -248,8 +255,7 @@ fn render_markdown(summaries: &[RunSummary], columns: &[Column]) -> String {
     ));
     let separators: Vec<&str> = columns
         .iter()
-        .enumerate()
-        .map(|(i, _)| if i == 0 { ":---" } else { "---:" })
+        .map(|c| if c.is_text() { ":---" } else { "---:" })
         .collect();
     out.push_str(&format!("|{}|\n", separators.join("|")));
     for summary in summaries {
@@ -286,8 +292,7 @@ fn render_table(summaries: &[RunSummary], columns: &[Column]) -> String {
         row.iter()
             .enumerate()
             .map(|(i, cell)| {
-                // Labels read left to right; numbers line up on the right.
-                if i == 0 {
+                if columns[i].is_text() {
                     format!("{cell:<width$}", width = widths[i])
                 } else {
                     format!("{cell:>width$}", width = widths[i])
