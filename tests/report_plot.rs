@@ -370,3 +370,21 @@ fn real_xen_trace_reads_summarises_and_plots() {
     };
     plot::plot(&runs, &headline, &out_dir.join("xen417-size-interval.png")).unwrap();
 }
+
+#[test]
+fn a_run_without_checkpoints_is_drawn_empty_but_all_empty_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let live_only = vec![read_csv(fixture()).unwrap().remove(0)];
+    let mut runs = two_runs();
+    runs.push(("live only".to_string(), live_only.clone()));
+    let out = dir.path().join("three.svg");
+    plot::plot(&runs, &PlotOptions::default(), &out).unwrap();
+    assert!(svg_texts(&out).iter().any(|t| t == "live only"));
+    let err = plot::plot(
+        &[("live only".to_string(), live_only)],
+        &PlotOptions::default(),
+        &out,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nothing to plot"), "{err}");
+}
