@@ -1,1 +1,0 @@
-//! `remus-ckpt plot`: stacked panels per run.

@@ -1,0 +1,426 @@
+//! Drawing the figure with plotters, on any back end (SVG or PNG).
+//!
+//! Layout, top to bottom: title; a legend strip shared by all panels (run
+//! colours, the Lmin/Lmax band, what was left out); then the chosen panels
+//! stacked on one time axis so a size spike lines up with the interval
+//! change it caused.
+
+use std::ops::Range;
+
+use anyhow::{anyhow, bail, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::plot::font::FAMILY;
+use crate::plot::series::{panel_series, step_points, Panel, PanelSeries};
+use crate::plot::PlotOptions;
+use crate::report::rows::{is_live_round, IntervalSource, BYTES_PER_MIB};
+use crate::row::Row;
+use crate::units::format_bytes;
+
+/// Okabe-Ito colours: distinct for readers with colour-vision deficiency
+/// and in greyscale print; the band's green is kept out of this list.
+const RUN_COLORS: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+];
+const BAND_FILL: RGBColor = RGBColor(0, 158, 115);
+const BAND_EDGE: RGBColor = RGBColor(0, 110, 80);
+const NOTE_GREY: RGBColor = RGBColor(90, 90, 90);
+
+const TITLE_PX: u32 = 22;
+const CAPTION_PX: u32 = 17;
+const AXIS_DESC_PX: u32 = 15;
+const TICK_PX: u32 = 14;
+const LEGEND_PX: u32 = 15;
+const LEGEND_LINE_HEIGHT_PX: i32 = 26;
+/// Right margin of every panel (equal, so time axes line up), wide enough
+/// for the Lmin/Lmax labels beside the size panel.
+const BAND_LABEL_MARGIN_PX: u32 = 70;
+/// Runs with at most this many points also get markers; denser runs would
+/// turn into a smear of dots.
+const MARKER_MAX_POINTS: usize = 150;
+
+/// Colour of the `index`-th run (cycles after seven runs).
+pub fn run_color(index: usize) -> RGBColor {
+    RUN_COLORS[index % RUN_COLORS.len()]
+}
+
+fn drawing<E: std::fmt::Debug>(err: E) -> anyhow::Error {
+    anyhow!("drawing the figure failed: {err:?}")
+}
+
+fn style(size_px: u32, color: RGBColor) -> TextStyle<'static> {
+    TextStyle {
+        color: color.to_backend_color(),
+        ..TextStyle::from((FAMILY, size_px).into_font())
+    }
+}
+
+/// Tick labels without float noise: `0.30000000000000004` becomes `0.3`.
+fn tick_label(value: &f64) -> String {
+    let magnitude = value.abs();
+    let text = if magnitude >= 100.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// Band edges as people set them: `16 MiB`, not `16.0MiB`. plotters'
+/// embedded-font renderer draws a small `.` faintly, so whole MiB go
+/// without one; other sizes fall back to [`format_bytes`].
+pub fn band_edge_label(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes > 0 && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format_bytes(bytes)
+    }
+}
+
+/// Default title naming the runs compared.
+pub fn default_title(runs: &[(String, Vec<Row>)]) -> String {
+    let labels: Vec<&str> = runs.iter().map(|(label, _)| label.as_str()).collect();
+    format!("Per-checkpoint cost over time: {}", labels.join(" vs "))
+}
+
+/// Shared time axis: from 0 (or the earliest point) to the last point.
+fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Result<Range<f64>> {
+    let times = runs.iter().flat_map(|(_, rows)| {
+        opts.panels
+            .iter()
+            .flat_map(|panel| panel_series(*panel, rows, opts.include_live).points)
+            .map(|(t_s, _)| t_s)
+            .collect::<Vec<_>>()
+    });
+    let (min_s, max_s) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    if !min_s.is_finite() {
+        bail!("nothing to plot: no run has a checkpoint with data for the chosen panels");
+    }
+    let start_s = min_s.min(0.0);
+    let end_s = if max_s > start_s {
+        max_s
+    } else {
+        start_s + 1.0
+    };
+    Ok(start_s..end_s)
+}
+
+enum LegendEntry {
+    Run(RGBColor, String),
+    Band(String),
+    Note(String),
+}
+
+fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<LegendEntry> {
+    let mut entries: Vec<LegendEntry> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (label, _))| LegendEntry::Run(run_color(i), label.clone()))
+        .collect();
+    if opts.panels.contains(&Panel::Size) {
+        entries.push(LegendEntry::Band(format!(
+            "Lmin-Lmax band [{}, {}]",
+            band_edge_label(opts.lmin_bytes),
+            band_edge_label(opts.lmax_bytes)
+        )));
+    }
+    if !opts.include_live {
+        let left_out: Vec<String> = runs
+            .iter()
+            .flat_map(|(label, rows)| {
+                rows.iter()
+                    .filter(|row| is_live_round(row))
+                    .map(move |row| format!("{label} {}", format_bytes(row.size_bytes)))
+            })
+            .collect();
+        if !left_out.is_empty() {
+            entries.push(LegendEntry::Note(format!(
+                "initial live round not shown ({})",
+                left_out.join(", ")
+            )));
+        }
+    }
+    entries
+}
+
+/// Lays entries out left to right, wrapping; returns positions and height.
+fn legend_layout<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> Result<(Vec<(i32, i32)>, i32)> {
+    let (width_px, _) = area.dim_in_pixel();
+    let text_style = style(LEGEND_PX, BLACK);
+    let left_px = 20;
+    let (mut x, mut y) = (left_px, LEGEND_LINE_HEIGHT_PX / 2);
+    let mut positions = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let (text, swatch_px) = match entry {
+            LegendEntry::Run(_, text) | LegendEntry::Band(text) => (text, 36),
+            LegendEntry::Note(text) => (text, 0),
+        };
+        let (text_w, _) = area
+            .estimate_text_size(text, &text_style)
+            .map_err(drawing)?;
+        let entry_w = swatch_px + text_w as i32 + 28;
+        if x > left_px && x + entry_w > width_px as i32 - 10 {
+            x = left_px;
+            y += LEGEND_LINE_HEIGHT_PX;
+        }
+        positions.push((x, y));
+        x += entry_w;
+    }
+    Ok((positions, y + LEGEND_LINE_HEIGHT_PX / 2 + 4))
+}
+
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+    positions: &[(i32, i32)],
+) -> Result<()> {
+    let left_middle = Pos::new(HPos::Left, VPos::Center);
+    for (entry, &(x, y)) in entries.iter().zip(positions) {
+        match entry {
+            LegendEntry::Run(color, label) => {
+                area.draw(&PathElement::new(
+                    vec![(x, y), (x + 28, y)],
+                    color.stroke_width(3),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Text::new(
+                    label.clone(),
+                    (x + 36, y),
+                    style(LEGEND_PX, BLACK).pos(left_middle),
+                ))
+                .map_err(drawing)?;
+            }
+            LegendEntry::Band(label) => {
+                area.draw(&Rectangle::new(
+                    [(x, y - 8), (x + 28, y + 8)],
+                    BAND_FILL.mix(0.18).filled(),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Rectangle::new(
+                    [(x, y - 8), (x + 28, y + 8)],
+                    BAND_EDGE.stroke_width(1),
+                ))
+                .map_err(drawing)?;
+                area.draw(&Text::new(
+                    label.clone(),
+                    (x + 36, y),
+                    style(LEGEND_PX, BLACK).pos(left_middle),
+                ))
+                .map_err(drawing)?;
+            }
+            LegendEntry::Note(text) => {
+                area.draw(&Text::new(
+                    text.clone(),
+                    (x, y),
+                    style(LEGEND_PX, NOTE_GREY).pos(left_middle),
+                ))
+                .map_err(drawing)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn panel_caption(panel: Panel, runs: &[(String, Vec<Row>)], series: &[PanelSeries]) -> String {
+    let from_period: Vec<&str> = runs
+        .iter()
+        .zip(series)
+        .filter(|(_, s)| s.interval_source == Some(IntervalSource::PeriodMs))
+        .map(|((label, _), _)| label.as_str())
+        .collect();
+    if panel == Panel::Interval && !from_period.is_empty() {
+        format!(
+            "{} (measured period for runs without a gate: {})",
+            panel.caption(),
+            from_period.join(", ")
+        )
+    } else {
+        panel.caption().to_string()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: Panel,
+    runs: &[(String, Vec<Row>)],
+    opts: &PlotOptions,
+    x_range: Range<f64>,
+    is_bottom: bool,
+) -> Result<()> {
+    let series: Vec<PanelSeries> = runs
+        .iter()
+        .map(|(_, rows)| panel_series(panel, rows, opts.include_live))
+        .collect();
+    let lmin_mib = opts.lmin_bytes as f64 / BYTES_PER_MIB;
+    let lmax_mib = opts.lmax_bytes as f64 / BYTES_PER_MIB;
+    let mut y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, y)| *y))
+        .fold(0.0_f64, f64::max);
+    if panel == Panel::Size {
+        // The band must always be in view: it is what the reader compares to.
+        y_max = y_max.max(lmax_mib);
+    }
+    let y_top = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            panel_caption(panel, runs, &series),
+            style(CAPTION_PX, BLACK),
+        )
+        .margin(6)
+        .margin_right(BAND_LABEL_MARGIN_PX)
+        .x_label_area_size(if is_bottom { 48 } else { 26 })
+        .y_label_area_size(86)
+        .build_cartesian_2d(x_range.clone(), 0.0..y_top)
+        .map_err(drawing)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(panel.y_label())
+        .label_style(style(TICK_PX, BLACK))
+        .axis_desc_style(style(AXIS_DESC_PX, BLACK))
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
+        .x_labels(12)
+        .y_labels(6);
+    if is_bottom {
+        mesh.x_desc("time since the first record (s)");
+    }
+    mesh.draw().map_err(drawing)?;
+
+    if panel == Panel::Size {
+        let (x0, x1) = (x_range.start, x_range.end);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x0, lmin_mib), (x1, lmax_mib)],
+                BAND_FILL.mix(0.18).filled(),
+            )))
+            .map_err(drawing)?;
+        for (name, bytes, mib) in [
+            ("Lmax", opts.lmax_bytes, lmax_mib),
+            ("Lmin", opts.lmin_bytes, lmin_mib),
+        ] {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x0, mib), (x1, mib)],
+                    8,
+                    5,
+                    BAND_EDGE.stroke_width(1),
+                ))
+                .map_err(drawing)?;
+            // Labelled in the right margin, outside the data, so no curve
+            // ever hides which line is which edge.
+            let (base_x, base_y) = area.get_base_pixel();
+            let (edge_x, edge_y) = chart.backend_coord(&(x1, mib));
+            let (label_x, label_y) = (edge_x - base_x + 6, edge_y - base_y);
+            area.draw(&Text::new(
+                name.to_string(),
+                (label_x, label_y - 1),
+                style(TICK_PX, BAND_EDGE).pos(Pos::new(HPos::Left, VPos::Bottom)),
+            ))
+            .map_err(drawing)?;
+            area.draw(&Text::new(
+                band_edge_label(bytes),
+                (label_x, label_y + 1),
+                style(TICK_PX, BAND_EDGE).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(drawing)?;
+        }
+    }
+
+    for (index, run) in series.iter().enumerate() {
+        let color = run_color(index);
+        let line = if panel == Panel::Interval {
+            step_points(&run.points)
+        } else {
+            run.points.clone()
+        };
+        chart
+            .draw_series(LineSeries::new(line, color.stroke_width(2)))
+            .map_err(drawing)?;
+        if run.points.len() <= MARKER_MAX_POINTS {
+            chart
+                .draw_series(
+                    run.points
+                        .iter()
+                        .map(|&point| Circle::new(point, 3, color.filled())),
+                )
+                .map_err(drawing)?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws the whole figure on `root`; the caller presents (writes) it.
+pub fn draw_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<Row>)],
+    opts: &PlotOptions,
+) -> Result<()> {
+    let x_range = time_range(runs, opts)?;
+    root.fill(&WHITE).map_err(drawing)?;
+    let title = opts.title.clone().unwrap_or_else(|| default_title(runs));
+    let body = root
+        .titled(&title, style(TITLE_PX, BLACK))
+        .map_err(drawing)?;
+
+    let entries = legend_entries(runs, opts);
+    let (positions, legend_height_px) = legend_layout(&body, &entries)?;
+    let (legend_area, panels_area) = body.split_vertically(legend_height_px);
+    draw_legend(&legend_area, &entries, &positions)?;
+
+    let panel_areas = panels_area.split_evenly((opts.panels.len(), 1));
+    for (index, (panel, area)) in opts.panels.iter().zip(&panel_areas).enumerate() {
+        draw_panel(
+            area,
+            *panel,
+            runs,
+            opts,
+            x_range.clone(),
+            index + 1 == opts.panels.len(),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(&0.30000000000000004), "0.3");
+        assert_eq!(tick_label(&1500.0), "1500");
+        assert_eq!(tick_label(&2.5), "2.5");
+        assert_eq!(tick_label(&0.0), "0");
+        assert_eq!(tick_label(&16.0), "16");
+    }
+
+    #[test]
+    fn band_edges_in_whole_mib() {
+        assert_eq!(band_edge_label(16 << 20), "16 MiB");
+        assert_eq!(band_edge_label(1536 << 10), "1.5MiB");
+    }
+}

@@ -1,0 +1,225 @@
+//! `remus-ckpt plot`: stacked panels per run on one time axis — the
+//! thesis' headline figure of checkpoint size against the [Lmin, Lmax]
+//! band next to the interval the controller chose, plus pause and the
+//! dirty-page rate that drove both.
+//!
+//! - [`series`]: what each panel shows, as testable data;
+//! - [`draw`]: laying it out with plotters;
+//! - [`font`]: the embedded font, so PNG text renders anywhere.
+
+pub mod draw;
+pub mod font;
+pub mod series;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use plotters::prelude::{BitMapBackend, IntoDrawingArea, SVGBackend};
+
+use crate::report::rows::{read_csv, run_labels};
+use crate::row::Row;
+use crate::units::Bytes;
+
+pub use series::Panel;
+
+/// Default figure width; wide enough for ~120 s of 300 ms checkpoints.
+pub const DEFAULT_WIDTH_PX: u32 = 1200;
+/// Smallest figure that still leaves room for axes and labels.
+const MIN_SIDE_PX: u32 = 200;
+
+/// Default height: a title and legend strip plus a fixed share per panel,
+/// so `--panels size,interval` is not stretched to four panels' height.
+pub fn default_height_px(panel_count: usize) -> u32 {
+    110 + 250 * panel_count.max(1) as u32
+}
+
+/// Command-line arguments of `remus-ckpt plot`.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Checkpoint CSVs, one per run; overlaid in distinct colours.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Output file: .svg or .png.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Name of each run, in file order (default: the file stem).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Panels, top to bottom.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "size,interval,pause,dirty"
+    )]
+    pub panels: Vec<Panel>,
+    /// Lower edge of the size band drawn on the size panel.
+    #[arg(long, default_value = "4MiB")]
+    pub lmin: Bytes,
+    /// Upper edge of the size band drawn on the size panel.
+    #[arg(long, default_value = "16MiB")]
+    pub lmax: Bytes,
+    /// Figure width in pixels.
+    #[arg(long, default_value_t = DEFAULT_WIDTH_PX)]
+    pub width: u32,
+    /// Figure height in pixels (default: 110 + 250 per panel).
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Figure title (default: names the runs).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Also plot the initial live round (left out by default: it is a full
+    /// memory copy and would squash every checkpoint against the x axis).
+    #[arg(long)]
+    pub include_live: bool,
+}
+
+/// What to draw, independent of the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotOptions {
+    /// Panels top to bottom; duplicates are drawn once.
+    pub panels: Vec<Panel>,
+    pub lmin_bytes: u64,
+    pub lmax_bytes: u64,
+    pub width_px: u32,
+    pub height_px: u32,
+    pub title: Option<String>,
+    pub include_live: bool,
+}
+
+impl Default for PlotOptions {
+    fn default() -> Self {
+        PlotOptions {
+            panels: Panel::ALL.to_vec(),
+            lmin_bytes: 4 << 20,
+            lmax_bytes: 16 << 20,
+            width_px: DEFAULT_WIDTH_PX,
+            height_px: default_height_px(Panel::ALL.len()),
+            title: None,
+            include_live: false,
+        }
+    }
+}
+
+impl PlotOptions {
+    fn validate(&self) -> Result<()> {
+        if self.panels.is_empty() {
+            bail!("no panels chosen: use some of size,interval,pause,dirty");
+        }
+        if self.lmin_bytes > self.lmax_bytes {
+            bail!(
+                "Lmin ({} bytes) is above Lmax ({} bytes)",
+                self.lmin_bytes,
+                self.lmax_bytes
+            );
+        }
+        if self.width_px < MIN_SIDE_PX || self.height_px < MIN_SIDE_PX {
+            bail!(
+                "figure {}x{} px is too small to read; use at least {MIN_SIDE_PX}x{MIN_SIDE_PX}",
+                self.width_px,
+                self.height_px
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The image format, chosen by the output file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Svg,
+    Png,
+}
+
+impl ImageFormat {
+    /// `.svg` or `.png` (any case); anything else is an error rather than
+    /// a guess, so `-o fig.pdf` does not silently write a PNG.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match extension.as_str() {
+            "svg" => Ok(ImageFormat::Svg),
+            "png" => Ok(ImageFormat::Png),
+            _ => bail!("{}: output must end in .svg or .png", path.display()),
+        }
+    }
+}
+
+/// Draws `runs` (label, rows) into `output` (.svg or .png).
+pub fn plot(runs: &[(String, Vec<Row>)], opts: &PlotOptions, output: &Path) -> Result<()> {
+    let format = ImageFormat::from_path(output)?;
+    let mut opts = opts.clone();
+    let mut seen = Vec::with_capacity(opts.panels.len());
+    opts.panels.retain(|panel| {
+        let first = !seen.contains(panel);
+        seen.push(*panel);
+        first
+    });
+    opts.validate()?;
+    if runs.is_empty() {
+        bail!("no runs to plot");
+    }
+    font::ensure_registered()?;
+    let size = (opts.width_px, opts.height_px);
+    let written = || format!("cannot write figure {}", output.display());
+    match format {
+        ImageFormat::Svg => {
+            let root = SVGBackend::new(output, size).into_drawing_area();
+            draw::draw_figure(&root, runs, &opts)?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(written)?;
+        }
+        ImageFormat::Png => {
+            let root = BitMapBackend::new(output, size).into_drawing_area();
+            draw::draw_figure(&root, runs, &opts)?;
+            root.present()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(written)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every file and writes the figure named by `--output`.
+pub fn run_plot(args: &PlotArgs) -> Result<()> {
+    ImageFormat::from_path(&args.output)?;
+    let labels = run_labels(&args.files, &args.labels)?;
+    let mut runs = Vec::with_capacity(args.files.len());
+    for (file, label) in args.files.iter().zip(labels) {
+        runs.push((label, read_csv(file)?));
+    }
+    let opts = PlotOptions {
+        panels: args.panels.clone(),
+        lmin_bytes: args.lmin.0,
+        lmax_bytes: args.lmax.0,
+        width_px: args.width,
+        height_px: args
+            .height
+            .unwrap_or_else(|| default_height_px(args.panels.len())),
+        title: args.title.clone(),
+        include_live: args.include_live,
+    };
+    plot(&runs, &opts, &args.output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_by_extension() {
+        assert_eq!(
+            ImageFormat::from_path(Path::new("a.SVG")).unwrap(),
+            ImageFormat::Svg
+        );
+        assert_eq!(
+            ImageFormat::from_path(Path::new("x/b.png")).unwrap(),
+            ImageFormat::Png
+        );
+        assert!(ImageFormat::from_path(Path::new("c.pdf")).is_err());
+        assert!(ImageFormat::from_path(Path::new("noext")).is_err());
+    }
+}

@@ -1,1 +1,0 @@
-//! `remus-ckpt report`: one summary row per run.

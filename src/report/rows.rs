@@ -1,0 +1,279 @@
+//! What the rows of a checkpoint CSV mean to `report` and `plot`: reading
+//! them back, the rule that says which row is the initial live round, and
+//! the per-checkpoint quantities both commands derive from a row.
+//!
+//! Both commands go through this module so that a table and the figure
+//! made from the same file always agree on what a "checkpoint" is.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::row::Row;
+
+/// Bytes in a MiB: figures and tables show sizes in MiB.
+pub const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
+
+/// Reads a checkpoint CSV written by the CSV sink (or by Xen tooling that
+/// emits the same stable twelve columns).
+///
+/// Errors name the file and the line, so a thesis student with a dozen
+/// runs knows which one to fix. Files without a `live` column get the
+/// legacy live-round rule applied (see [`mark_legacy_live_round`]).
+pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Row>> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open checkpoint CSV {}", path.display()))?;
+    read_csv_from(file, &path.display().to_string())
+}
+
+/// [`read_csv`] on any reader; `source_name` is what errors call it.
+pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> {
+    let mut csv_reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = csv_reader
+        .headers()
+        .with_context(|| format!("{source_name}: cannot read the CSV header line"))?
+        .clone();
+    for needed in ["seq", "t_s", "size_bytes", "period_ms"] {
+        if !headers.iter().any(|h| h == needed) {
+            bail!(
+                "{source_name}: line 1: header has no '{needed}' column; is this a remus-ckpt CSV?"
+            );
+        }
+    }
+    let has_live_column = headers.iter().any(|h| h == "live");
+    let mut rows = Vec::new();
+    for (index, record) in csv_reader.deserialize::<Row>().enumerate() {
+        let row = record.map_err(|err| {
+            // Data rows start on line 2; the csv crate knows better when the
+            // file has quoted newlines, so prefer its position.
+            let line = err.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
+            anyhow!("{source_name}: line {line}: {err}")
+        })?;
+        rows.push(row);
+    }
+    if !has_live_column {
+        mark_legacy_live_round(&mut rows);
+    }
+    Ok(rows)
+}
+
+/// Files written before the `live` column existed (among them the real Xen
+/// trace in shared data) still start with the initial live round: a full
+/// copy of guest memory, two orders of magnitude larger than a checkpoint.
+/// Such a first row is recognised by `period_ms == 0` (nothing came before
+/// it) and marked `live = 1`, so statistics and plots treat it like a row
+/// the sink itself marked.
+pub fn mark_legacy_live_round(rows: &mut [Row]) {
+    if let Some(first) = rows.first_mut() {
+        if first.period_ms == 0.0 {
+            first.live = 1;
+        }
+    }
+}
+
+/// True for the initial live round, which is not a checkpoint.
+pub fn is_live_round(row: &Row) -> bool {
+    row.live != 0
+}
+
+/// The rows statistics and plots use: checkpoints only, unless the caller
+/// asked for the live round too.
+pub fn selected_rows(rows: &[Row], include_live: bool) -> Vec<&Row> {
+    rows.iter()
+        .filter(|row| include_live || !is_live_round(row))
+        .collect()
+}
+
+/// One label per run: `--label` values in order, else each file's stem.
+pub fn run_labels(files: &[PathBuf], labels: &[String]) -> Result<Vec<String>> {
+    if labels.is_empty() {
+        return files
+            .iter()
+            .map(|file| {
+                file.file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .ok_or_else(|| anyhow!("{} has no file name to label it by", file.display()))
+            })
+            .collect();
+    }
+    if labels.len() != files.len() {
+        bail!(
+            "{} --label values for {} files: give one --label per file, or none",
+            labels.len(),
+            files.len()
+        );
+    }
+    Ok(labels.to_vec())
+}
+
+/// Which column a run's interval figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalSource {
+    /// `interval_ms`: what the save side's gate paced each checkpoint for,
+    /// i.e. the interval the controller chose.
+    IntervalMs,
+    /// `period_ms`: the measured time between suspends, used for runs that
+    /// have no gate (all `interval_ms` are 0).
+    PeriodMs,
+}
+
+impl IntervalSource {
+    /// The CSV column name, as tables and figure notes print it.
+    pub fn column(self) -> &'static str {
+        match self {
+            IntervalSource::IntervalMs => "interval_ms",
+            IntervalSource::PeriodMs => "period_ms",
+        }
+    }
+}
+
+/// `(t_s, interval in ms)` per checkpoint and the column it came from.
+///
+/// The choice is per run, never per row, so one run's curve never mixes
+/// commanded intervals with measured periods: `interval_ms` when any row
+/// has one (rows with 0 are then left out), else `period_ms` (rows with
+/// period 0 left out).
+pub fn interval_points(rows: &[&Row]) -> (IntervalSource, Vec<(f64, f64)>) {
+    if rows.iter().any(|row| row.interval_ms > 0) {
+        let points = rows
+            .iter()
+            .filter(|row| row.interval_ms > 0)
+            .map(|row| (row.t_s, row.interval_ms as f64))
+            .collect();
+        (IntervalSource::IntervalMs, points)
+    } else {
+        let points = rows
+            .iter()
+            .filter(|row| row.period_ms > 0.0)
+            .map(|row| (row.t_s, row.period_ms))
+            .collect();
+        (IntervalSource::PeriodMs, points)
+    }
+}
+
+/// Dirty pages per second of guest run time: `dirty_pages / period`, which
+/// makes checkpoints taken at different intervals comparable. Rows with
+/// period 0 have no rate and are skipped.
+pub fn dirty_rate_per_s(row: &Row) -> Option<f64> {
+    (row.period_ms > 0.0).then(|| row.dirty_pages as f64 / (row.period_ms / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEGACY: &str = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n\
+        0,0.0,10,100,1000,0,1000,5.0,9.0,0.0,300,0\n\
+        1,0.3,10,10,100,0,100,1.0,2.0,300.0,300,0\n";
+
+    #[test]
+    fn legacy_first_row_with_period_zero_is_live() {
+        let rows = read_csv_from(LEGACY.as_bytes(), "legacy.csv").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].live, 1);
+        assert_eq!(rows[1].live, 0);
+        assert_eq!(selected_rows(&rows, false).len(), 1);
+        assert_eq!(selected_rows(&rows, true).len(), 2);
+    }
+
+    #[test]
+    fn live_column_is_trusted_as_written() {
+        let text = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,checkpoint_ms,period_ms,interval_ms,dropped,live\n\
+            0,0.0,10,10,100,0,100,1.0,2.0,0.0,0,0,0\n";
+        let rows = read_csv_from(text.as_bytes(), "new.csv").unwrap();
+        assert_eq!(rows[0].live, 0);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n\
+            1,0.3,10,10,100,0,100,1.0,2.0,300.0,300,0\n\
+            2,0.6,ten,10,100,0,100,1.0,2.0,300.0,300,0\n";
+        let err = read_csv_from(text.as_bytes(), "bad.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bad.csv: line 3:"), "{err}");
+        let err = read_csv_from("a,b\n1,2\n".as_bytes(), "other.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("other.csv") && err.contains("seq"), "{err}");
+    }
+
+    #[test]
+    fn interval_falls_back_to_period_per_run() {
+        let gated = [
+            Row {
+                t_s: 1.0,
+                interval_ms: 300,
+                period_ms: 310.0,
+                ..Row::default()
+            },
+            Row {
+                t_s: 2.0,
+                interval_ms: 0,
+                period_ms: 290.0,
+                ..Row::default()
+            },
+        ];
+        let refs: Vec<&Row> = gated.iter().collect();
+        assert_eq!(
+            interval_points(&refs),
+            (IntervalSource::IntervalMs, vec![(1.0, 300.0)])
+        );
+        let ungated = [
+            Row {
+                t_s: 0.0,
+                period_ms: 0.0,
+                ..Row::default()
+            },
+            Row {
+                t_s: 2.0,
+                period_ms: 290.0,
+                ..Row::default()
+            },
+        ];
+        let refs: Vec<&Row> = ungated.iter().collect();
+        assert_eq!(
+            interval_points(&refs),
+            (IntervalSource::PeriodMs, vec![(2.0, 290.0)])
+        );
+    }
+
+    #[test]
+    fn dirty_rate_skips_period_zero() {
+        assert_eq!(
+            dirty_rate_per_s(&Row {
+                dirty_pages: 30,
+                period_ms: 300.0,
+                ..Row::default()
+            }),
+            Some(100.0)
+        );
+        assert_eq!(
+            dirty_rate_per_s(&Row {
+                dirty_pages: 30,
+                ..Row::default()
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn labels_from_stems_or_flags() {
+        let files = vec![
+            PathBuf::from("/x/fixed-300ms.csv"),
+            PathBuf::from("adaptive.csv"),
+        ];
+        assert_eq!(
+            run_labels(&files, &[]).unwrap(),
+            vec!["fixed-300ms", "adaptive"]
+        );
+        let labels = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(run_labels(&files, &labels).unwrap(), labels);
+        assert!(run_labels(&files, &labels[..1]).is_err());
+    }
+}

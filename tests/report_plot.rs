@@ -1,0 +1,390 @@
+//! `report` and `plot` end to end: figures computed right on a hand-made
+//! run (tests/fixtures/report/README.md has the arithmetic), every output
+//! format, and figures that contain what a reader needs.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use remus_ckpt::plot::{self, Panel, PlotArgs, PlotOptions};
+use remus_ckpt::report::rows::IntervalSource;
+use remus_ckpt::report::{self, read_csv, render, summarize, Format, ReportArgs};
+
+const MIB: u64 = 1024 * 1024;
+const LMIN: u64 = 4 * MIB;
+const LMAX: u64 = 16 * MIB;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/small.csv")
+}
+
+/// The real Xen 4.17 Remus trace, if the shared data is next to the repo.
+fn real_trace() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/xen417-remus-tcg-interval-steps.csv");
+    path.exists().then_some(path)
+}
+
+#[derive(Parser)]
+struct ReportCli {
+    #[command(flatten)]
+    args: ReportArgs,
+}
+
+#[derive(Parser)]
+struct PlotCli {
+    #[command(flatten)]
+    args: PlotArgs,
+}
+
+#[test]
+fn summary_of_small_run_matches_hand_computation() {
+    let rows = read_csv(fixture()).unwrap();
+    assert_eq!(rows.len(), 11);
+    let s = summarize("small", &rows, LMIN, LMAX);
+    assert_eq!(s.checkpoints, 10);
+    assert_eq!(s.live_rows_excluded, 1);
+    assert_eq!(s.covered_s, 3.0);
+    assert_eq!(s.checkpoints_per_s, Some(10.0 / 3.0));
+    let size = s.size_bytes.unwrap();
+    assert_eq!(
+        (size.p50, size.p95, size.p99, size.max),
+        (8 * MIB, 30 * MIB, 30 * MIB, 30 * MIB)
+    );
+    assert_eq!(s.pct_at_most_lmax, Some(80.0));
+    assert_eq!(s.pct_in_band, Some(60.0));
+    assert_eq!(s.interval_source, IntervalSource::IntervalMs);
+    let interval = s.interval_ms.unwrap();
+    assert_eq!((interval.p50, interval.p95), (200.0, 400.0));
+    let pause = s.pause_ms.unwrap();
+    assert_eq!((pause.p50, pause.p99), (50.0, 100.0));
+    assert_eq!(s.total_bytes_sent, 109 * MIB);
+    assert_eq!(s.total_disk_bytes, 3000);
+}
+
+#[test]
+fn including_the_live_round_changes_the_figures() {
+    let rows = read_csv(fixture()).unwrap();
+    let s = report::summarize_with("small", &rows, LMIN, LMAX, true);
+    assert_eq!(s.checkpoints, 11);
+    assert_eq!(s.size_bytes.unwrap().max, 100 * MIB);
+    assert_eq!(s.pause_ms.unwrap().p99, 500.0);
+}
+
+#[test]
+fn csv_format_parses_back_to_the_same_numbers() {
+    let rows = read_csv(fixture()).unwrap();
+    let text = render(&[summarize("small", &rows, LMIN, LMAX)], Format::Csv);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 1);
+    let field = |name: &str| -> String {
+        let index = headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        records[0][index].to_string()
+    };
+    let number = |name: &str| -> f64 { field(name).parse().unwrap() };
+    assert_eq!(field("label"), "small");
+    assert_eq!(number("checkpoints"), 10.0);
+    assert_eq!(number("checkpoints_per_s"), 10.0 / 3.0);
+    assert_eq!(number("size_p50_bytes"), (8 * MIB) as f64);
+    assert_eq!(number("size_p95_bytes"), (30 * MIB) as f64);
+    assert_eq!(number("size_p99_bytes"), (30 * MIB) as f64);
+    assert_eq!(number("size_max_bytes"), (30 * MIB) as f64);
+    assert_eq!(number("pct_at_most_lmax"), 80.0);
+    assert_eq!(number("pct_in_band"), 60.0);
+    assert_eq!(number("interval_p50_ms"), 200.0);
+    assert_eq!(number("interval_p95_ms"), 400.0);
+    assert_eq!(field("interval_source"), "interval_ms");
+    assert_eq!(number("pause_p50_ms"), 50.0);
+    assert_eq!(number("pause_p99_ms"), 100.0);
+    assert_eq!(number("total_bytes_sent"), (109 * MIB) as f64);
+    assert_eq!(number("total_disk_bytes"), 3000.0);
+    assert_eq!(number("live_rows_excluded"), 1.0);
+    assert_eq!(number("lmin_bytes"), LMIN as f64);
+    assert_eq!(number("lmax_bytes"), LMAX as f64);
+}
+
+#[test]
+fn markdown_and_table_show_readable_units() {
+    let rows = read_csv(fixture()).unwrap();
+    let summaries = [summarize("small", &rows, LMIN, LMAX)];
+    let markdown = render(&summaries, Format::Markdown);
+    let lines: Vec<&str> = markdown.lines().collect();
+    assert!(
+        lines[0].starts_with("| run | ckpts | ckpt/s | size p50 MiB"),
+        "{markdown}"
+    );
+    assert!(lines[1].starts_with("|:---|---:|"), "{markdown}");
+    assert_eq!(lines[0].matches('|').count(), lines[1].matches('|').count());
+    assert!(lines[2].starts_with("| small | 10 | 3.33 | 8.00 | 30.00 | 30.00 | 30.00 | 80.0 | 60.0 | 200.0 | 400.0 | interval_ms | 50.0 | 100.0 | 109.0MiB | 2.9KiB |"), "{markdown}");
+
+    let table = render(&summaries, Format::Table);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("run    ckpts  ckpt/s  size p50 MiB"),
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).unwrap().contains("109.0MiB"),
+        "{table}"
+    );
+    assert!(table.contains("[4.0MiB, 16.0MiB]"), "{table}");
+}
+
+#[test]
+fn report_args_from_the_command_line() {
+    let cli = ReportCli::try_parse_from(
+        [
+            "report", "--lmin", "2MiB", "--lmax", "8MiB", "--format", "csv", "--label", "fixed",
+        ]
+        .into_iter()
+        .chain([fixture().to_str().unwrap()]),
+    )
+    .unwrap();
+    let text = report::report_text(&cli.args).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.starts_with("fixed,10,"), "{text}");
+    // Band [2, 8] MiB: 3 4 5 8 are inside = 40 %; <= 8 MiB: 5 of 10 = 50 %.
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let record = reader.records().next().unwrap().unwrap();
+    let get = |name: &str| record[headers.iter().position(|h| h == name).unwrap()].to_string();
+    assert_eq!(get("pct_in_band"), "40");
+    assert_eq!(get("pct_at_most_lmax"), "50");
+
+    assert!(
+        ReportCli::try_parse_from(["report"]).is_err(),
+        "files are required"
+    );
+    let bad_label =
+        ReportCli::try_parse_from(["report", "--label", "a", "--label", "b", "x.csv"]).unwrap();
+    assert!(report::report_text(&bad_label.args).is_err());
+    let missing = ReportCli::try_parse_from(["report", "/nonexistent/run.csv"]).unwrap();
+    let err = format!("{:#}", report::report_text(&missing.args).unwrap_err());
+    assert!(err.contains("/nonexistent/run.csv"), "{err}");
+}
+
+/// All text in an SVG, one entry per `<text>` element.
+fn svg_texts(path: &Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("SVG is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|node| node.has_tag_name("text"))
+        .map(|node| {
+            let text: String = node
+                .descendants()
+                .filter(|n| n.is_text())
+                .filter_map(|n| n.text())
+                .collect();
+            text.trim().to_string()
+        })
+        .collect()
+}
+
+fn two_runs() -> Vec<(String, Vec<remus_ckpt::row::Row>)> {
+    let rows = read_csv(fixture()).unwrap();
+    let mut slower = rows.clone();
+    for row in &mut slower {
+        row.size_bytes /= 2;
+        row.interval_ms *= 2;
+    }
+    vec![
+        ("fixed 200ms".to_string(), rows),
+        ("adaptive".to_string(), slower),
+    ]
+}
+
+#[test]
+fn svg_has_every_panel_legend_and_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fig.svg");
+    plot::plot(&two_runs(), &PlotOptions::default(), &out).unwrap();
+    let texts = svg_texts(&out);
+    for expected in [
+        "checkpoint size (MiB)",
+        "interval (ms)",
+        "pause (ms)",
+        "dirty pages/s",
+        "time since the first record (s)",
+        "fixed 200ms",
+        "adaptive",
+        "Lmin-Lmax band [4 MiB, 16 MiB]",
+        "Lmax",
+        "16 MiB",
+        "Lmin",
+        "4 MiB",
+        "Per-checkpoint cost over time: fixed 200ms vs adaptive",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == expected),
+            "no text {expected:?} in {texts:?}"
+        );
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("initial live round not shown (fixed 200ms 100.0MiB")),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn chosen_panels_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("two.svg");
+    let cli = PlotCli::try_parse_from([
+        "plot",
+        "--panels",
+        "size,interval",
+        "--title",
+        "Two panels",
+        "-o",
+        out.to_str().unwrap(),
+        fixture().to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(cli.args.panels, vec![Panel::Size, Panel::Interval]);
+    plot::run_plot(&cli.args).unwrap();
+    let texts = svg_texts(&out);
+    assert!(texts.iter().any(|t| t == "checkpoint size (MiB)"));
+    assert!(texts.iter().any(|t| t == "interval (ms)"));
+    assert!(texts.iter().any(|t| t == "Two panels"));
+    assert!(
+        texts.iter().any(|t| t == "small"),
+        "label from the file stem: {texts:?}"
+    );
+    assert!(!texts.iter().any(|t| t == "pause (ms)"), "{texts:?}");
+    assert!(!texts.iter().any(|t| t == "dirty pages/s"), "{texts:?}");
+
+    let out = dir.path().join("pause.svg");
+    let opts = PlotOptions {
+        panels: vec![Panel::Pause],
+        ..PlotOptions::default()
+    };
+    plot::plot(&two_runs(), &opts, &out).unwrap();
+    let texts = svg_texts(&out);
+    assert!(texts.iter().any(|t| t == "pause (ms)"));
+    assert!(
+        !texts.iter().any(|t| t.starts_with("Lmin-Lmax band")),
+        "no band without a size panel"
+    );
+}
+
+/// Width and height from a PNG's signature and IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR", "first chunk is IHDR");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn png_has_the_requested_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fig.png");
+    let opts = PlotOptions {
+        width_px: 900,
+        height_px: 700,
+        ..PlotOptions::default()
+    };
+    plot::plot(&two_runs(), &opts, &out).unwrap();
+    assert_eq!(png_size(&out), (900, 700));
+}
+
+#[test]
+fn bad_output_or_options_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = two_runs();
+    let err = plot::plot(&runs, &PlotOptions::default(), &dir.path().join("fig.pdf")).unwrap_err();
+    assert!(err.to_string().contains(".svg or .png"), "{err}");
+    let swapped = PlotOptions {
+        lmin_bytes: LMAX,
+        lmax_bytes: LMIN,
+        ..PlotOptions::default()
+    };
+    assert!(plot::plot(&runs, &swapped, &dir.path().join("x.svg")).is_err());
+    let none = PlotOptions {
+        panels: vec![],
+        ..PlotOptions::default()
+    };
+    assert!(plot::plot(&runs, &none, &dir.path().join("x.svg")).is_err());
+    assert!(
+        PlotCli::try_parse_from(["plot", "--panels", "size,bogus", "-o", "x.svg", "a.csv"])
+            .is_err()
+    );
+}
+
+#[test]
+fn real_xen_trace_reads_summarises_and_plots() {
+    let Some(trace) = real_trace() else {
+        println!(
+            "SKIPPED: ../shared/data/xen417-remus-tcg-interval-steps.csv is not next to the repo"
+        );
+        return;
+    };
+    let rows = read_csv(&trace).unwrap();
+    assert_eq!(
+        rows.len(),
+        291,
+        "291 records: the live round and 290 checkpoints"
+    );
+    assert_eq!(
+        rows[0].live, 1,
+        "legacy file: first row with period 0 is the live round"
+    );
+    assert_eq!(rows[0].size_bytes, 168_041_640);
+    let s = summarize("xen417", &rows, LMIN, LMAX);
+    assert_eq!(s.checkpoints, 290);
+    assert_eq!(s.live_rows_excluded, 1);
+    assert!(
+        s.size_bytes.unwrap().max < 168_041_640,
+        "live round left out of the size figures"
+    );
+    let interval = s.interval_ms.unwrap();
+    assert_eq!((interval.p50, interval.max), (300.0, 1500.0));
+
+    // The figure the thesis starts from; kept under target/ to look at.
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report_plot");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let png = out_dir.join("xen417-remus-tcg-interval-steps.png");
+    let runs = vec![("xen417-remus-tcg".to_string(), rows)];
+    plot::plot(&runs, &PlotOptions::default(), &png).unwrap();
+    assert_eq!(png_size(&png), (1200, plot::default_height_px(4)));
+    plot::plot(
+        &runs,
+        &PlotOptions::default(),
+        &out_dir.join("xen417-remus-tcg-interval-steps.svg"),
+    )
+    .unwrap();
+    // The headline pair alone, as the thesis figure would be.
+    let headline = PlotOptions {
+        panels: vec![Panel::Size, Panel::Interval],
+        width_px: 1100,
+        height_px: plot::default_height_px(2),
+        ..PlotOptions::default()
+    };
+    plot::plot(&runs, &headline, &out_dir.join("xen417-size-interval.png")).unwrap();
+}
+
+#[test]
+fn a_run_without_checkpoints_is_drawn_empty_but_all_empty_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let live_only = vec![read_csv(fixture()).unwrap().remove(0)];
+    let mut runs = two_runs();
+    runs.push(("live only".to_string(), live_only.clone()));
+    let out = dir.path().join("three.svg");
+    plot::plot(&runs, &PlotOptions::default(), &out).unwrap();
+    assert!(svg_texts(&out).iter().any(|t| t == "live only"));
+    let err = plot::plot(
+        &[("live only".to_string(), live_only)],
+        &PlotOptions::default(),
+        &out,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nothing to plot"), "{err}");
+}
