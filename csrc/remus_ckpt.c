@@ -52,7 +52,6 @@ struct chan {
     int fd;       /* -1: not open */
     dev_t dev;    /* identity of what fd refers to, for CHAN_PATH */
     ino_t ino;
-    int checked;  /* CHAN_FD control: type already checked */
 };
 
 struct remus_ckpt {
@@ -436,7 +435,10 @@ static void ctl_open_path(struct remus_ckpt *rc)
         chan_note_identity(&rc->ctl, &st);
 }
 
-/* fd:N was handed over by the caller: it only has to be a pipe or FIFO. */
+/*
+ * fd:N was handed over by the caller: it only has to be a pipe or FIFO.
+ * Checked at open, while N is surely still the caller's fd.
+ */
 static void ctl_check_fd(struct remus_ckpt *rc)
 {
     struct stat st;
@@ -452,8 +454,6 @@ static void ctl_check_fd(struct remus_ckpt *rc)
     else if ( (fl = fcntl(rc->ctl.fd, F_GETFL)) < 0 ||
               fcntl(rc->ctl.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
         ctl_refuse(rc, what, strerror(errno));
-    else
-        rc->ctl.checked = 1;
 }
 
 /* Make sure the control fd is open and acceptable; -1 if there is none. */
@@ -470,10 +470,6 @@ static int ctl_ensure(struct remus_ckpt *rc)
         }
         if ( rc->ctl.fd < 0 )
             ctl_open_path(rc);
-        break;
-    case CHAN_FD:
-        if ( !rc->ctl.checked )
-            ctl_check_fd(rc);
         break;
     default:
         break;
@@ -727,6 +723,27 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
     return n == (ssize_t)len ? 0 : -1;
 }
 
+/*
+ * The stats fd:N is the caller's, handed over for this purpose.  Check it
+ * at open (so that a number that is not open is never written to, even if
+ * the process opens something else under it later) and make it
+ * non-blocking, or a full pipe would stall the save.  Returns NULL or why
+ * it cannot be used.
+ */
+static const char *stats_check_fd(struct remus_ckpt *rc)
+{
+    int fl = fcntl(rc->stats.fd, F_GETFL);
+
+    if ( fl < 0 )
+        return strerror(errno);
+    if ( (fl & O_ACCMODE) == O_RDONLY )
+        return "not open for writing";
+    if ( fcntl(rc->stats.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
+        return strerror(errno);
+
+    return NULL;
+}
+
 /* Write one formatted record; on any failure the record is dropped. */
 static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len)
 {
@@ -760,7 +777,6 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
 {
     struct remus_ckpt *rc;
     const char *why;
-    int fl;
 
     if ( (!stats_spec || !*stats_spec) && (!control_spec || !*control_spec) )
         return NULL;
@@ -775,23 +791,26 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
     rc->stream = stream;
     rc->page_size = page_size;
 
+    /*
+     * A stats spec that cannot be used is reported once; the records are
+     * then all counted as dropped (they are still kept for _last()).
+     */
     why = chan_init(&rc->stats, stats_spec);
+    if ( !why && rc->stats.state == CHAN_FD )
+        why = stats_check_fd(rc);
     if ( why )
+    {
         fprintf(stderr, "remus-ckpt: cannot use stats %s: %s\n",
                 stats_spec, why);
-
-    /*
-     * The stats fd:N is the caller's, handed over for this purpose: make it
-     * non-blocking, or a full pipe would stall the save.  If that fails
-     * (a bad fd), every write fails too and is counted as dropped.
-     */
-    if ( rc->stats.state == CHAN_FD &&
-         (fl = fcntl(rc->stats.fd, F_GETFL)) >= 0 )
-        fcntl(rc->stats.fd, F_SETFL, fl | O_NONBLOCK);
+        rc->stats.state = CHAN_OFF;
+        rc->stats.fd = -1;
+    }
 
     why = chan_init(&rc->ctl, control_spec);
     if ( why )
         ctl_refuse(rc, control_spec, why);
+    else if ( rc->ctl.state == CHAN_FD )
+        ctl_check_fd(rc);
 
     /* The control FIFO is opened at the first gate, not here. */
     return rc;

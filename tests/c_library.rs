@@ -1128,8 +1128,16 @@ fn control_refusals_warn_once() {
     }
     // The stats side warns about a bad spec once too, and that is all.
     let stats_part = stderr.split("stats-bad-spec\n").nth(1).expect("stats case ran");
+    let ro = stats_part.lines().find_map(|l| l.strip_prefix("stats-ro=")).expect("ro fd");
     let warnings: Vec<&str> = stats_part.lines().filter(|l| l.starts_with("remus-ckpt: ")).collect();
-    assert_eq!(warnings, ["remus-ckpt: cannot use stats fd:x: invalid fd:N spec"]);
+    assert_eq!(
+        warnings,
+        [
+            "remus-ckpt: cannot use stats fd:x: invalid fd:N spec".to_owned(),
+            "remus-ckpt: cannot use stats fd:999999: Bad file descriptor".into(),
+            format!("remus-ckpt: cannot use stats fd:{ro}: not open for writing"),
+        ]
+    );
 }
 
 const REFUSAL_CASES: [(&str, &str); 9] = [
@@ -1207,13 +1215,18 @@ fn child_control_refusals() {
         }).len(), 5, "{name}: records still flow");
     }
 
-    // A bad stats spec: warned once, every record counted as dropped.
+    // A bad stats spec, an fd that is not open, one that is read-only:
+    // each warned once, every record counted as dropped.
     eprintln!("stats-bad-spec");
-    let mut rc = Ckpt::open(REMUS, Some("fd:x"), None).unwrap();
-    for _ in 0..3 {
-        rc.checkpoint(false);
+    let (ro, _wo) = pipe();
+    for spec in ["fd:x".to_owned(), "fd:999999".into(), format!("fd:{}", ro.as_raw_fd())] {
+        let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+        for _ in 0..3 {
+            rc.checkpoint(false);
+        }
+        assert_eq!(rc.last().unwrap().dropped, 2, "{spec}");
     }
-    assert_eq!(rc.last().unwrap().dropped, 2);
+    eprintln!("stats-ro={}", ro.as_raw_fd());
 }
 
 // ---------------------------------------------------------------------------
