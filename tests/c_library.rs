@@ -61,7 +61,8 @@ impl Ckpt {
         // SAFETY: both specs are NULL or NUL-terminated strings that live
         // until the call returns; open_with copies what it keeps (strdup)
         // and returns an owned pointer or NULL.
-        let raw = unsafe { ffi::remus_ckpt_open_with(domid, stream, 4096, opt_ptr(&s), opt_ptr(&c)) };
+        let raw =
+            unsafe { ffi::remus_ckpt_open_with(domid, stream, 4096, opt_ptr(&s), opt_ptr(&c)) };
         NonNull::new(raw).map(|raw| Ckpt { raw })
     }
 
@@ -194,7 +195,12 @@ fn pipe() -> (File, File) {
     assert_eq!(r, 0);
     // SAFETY: both fds were just created by pipe2 and are owned by nobody
     // else; each File takes sole ownership of one.
-    unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) }
+    unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
 }
 
 fn set_nonblock(f: &File, on: bool) {
@@ -202,7 +208,11 @@ fn set_nonblock(f: &File, on: bool) {
     unsafe {
         let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
         assert!(fl >= 0);
-        let fl = if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK };
+        let fl = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
         assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl), 0);
     }
 }
@@ -228,9 +238,27 @@ fn lines(s: &str) -> Vec<String> {
 }
 
 const KEYS: [&str; 22] = [
-    "v", "seq", "domid", "stream", "live", "page_size", "dirty_pages", "deferred_pages",
-    "pages_sent", "bytes_sent", "t_gate", "t_suspend", "t_suspended", "t_sent", "t_resumed",
-    "t_done", "interval_ms", "cmd_interval_ms", "gate_wait_ns", "dropped", "ctl_rejected",
+    "v",
+    "seq",
+    "domid",
+    "stream",
+    "live",
+    "page_size",
+    "dirty_pages",
+    "deferred_pages",
+    "pages_sent",
+    "bytes_sent",
+    "t_gate",
+    "t_suspend",
+    "t_suspended",
+    "t_sent",
+    "t_resumed",
+    "t_done",
+    "interval_ms",
+    "cmd_interval_ms",
+    "gate_wait_ns",
+    "dropped",
+    "ctl_rejected",
     "bytes_raw",
 ];
 
@@ -245,21 +273,30 @@ fn expected_keys(with_raw: bool) -> Vec<&'static str> {
 
 /// Split a record line into (key, value) pairs, checking its framing.
 fn parse_line(line: &str) -> Vec<(String, String)> {
-    assert!(line.len() <= RECORD_MAX, "record longer than {RECORD_MAX}: {line:?}");
+    assert!(
+        line.len() <= RECORD_MAX,
+        "record longer than {RECORD_MAX}: {line:?}"
+    );
     let body = line.strip_suffix('\n').expect("record ends with a newline");
     assert!(!body.contains('\n'));
     let mut words = body.split(' ');
     assert_eq!(words.next(), Some("ckpt"), "{line:?}");
     words
         .map(|w| {
-            let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("word {w:?} in {line:?}"));
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("word {w:?} in {line:?}"));
             (k.to_owned(), v.to_owned())
         })
         .collect()
 }
 
 fn num(kv: &[(String, String)], key: &str) -> u64 {
-    let v = &kv.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no key {key}")).1;
+    let v = &kv
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no key {key}"))
+        .1;
     assert!(
         v == "0" || (!v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit())),
         "{key}={v} is not canonical decimal"
@@ -356,7 +393,10 @@ fn records_equal(a: &ffi::remus_ckpt_record, b: &ffi::remus_ckpt_record) -> bool
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     assert_eq!(r, 0);
@@ -401,7 +441,11 @@ fn record_round_trip_through_fifo() {
     let line = &got[0];
     let kv = parse_line(line);
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, expected_keys(false), "no bytes_raw without compression");
+    assert_eq!(
+        keys,
+        expected_keys(false),
+        "no bytes_raw without compression"
+    );
     assert_eq!(num(&kv, "v"), 1);
     assert_eq!(num(&kv, "seq"), 0);
     assert_eq!(num(&kv, "domid"), 7);
@@ -412,12 +456,25 @@ fn record_round_trip_through_fifo() {
     assert_eq!(num(&kv, "deferred_pages"), 4);
     assert_eq!(num(&kv, "pages_sent"), 2);
     assert_eq!(num(&kv, "bytes_sent"), 1024);
-    let ts: Vec<u64> = ["t_gate", "t_suspend", "t_suspended", "t_sent", "t_resumed", "t_done"]
-        .iter()
-        .map(|k| num(&kv, k))
-        .collect();
-    assert!(ts[0] >= before && ts[5] <= after, "timestamps are CLOCK_MONOTONIC ns: {ts:?}");
-    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "timestamps in hook order: {ts:?}");
+    let ts: Vec<u64> = [
+        "t_gate",
+        "t_suspend",
+        "t_suspended",
+        "t_sent",
+        "t_resumed",
+        "t_done",
+    ]
+    .iter()
+    .map(|k| num(&kv, k))
+    .collect();
+    assert!(
+        ts[0] >= before && ts[5] <= after,
+        "timestamps are CLOCK_MONOTONIC ns: {ts:?}"
+    );
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps in hook order: {ts:?}"
+    );
     assert_eq!(num(&kv, "interval_ms"), 0);
     assert_eq!(num(&kv, "cmd_interval_ms"), 0);
     assert_eq!(num(&kv, "gate_wait_ns"), 0);
@@ -512,7 +569,11 @@ fn format_limits() {
         ctl_rejected: u64::MAX,
     };
     assert!(reference_line(&max).len() > RECORD_MAX);
-    assert_eq!(format(&max, 4096).0, -1, "does not fit in REMUS_CKPT_RECORD_MAX");
+    assert_eq!(
+        format(&max, 4096).0,
+        -1,
+        "does not fit in REMUS_CKPT_RECORD_MAX"
+    );
 
     // A record at the realistic worst case fits: 3 years of uptime in ns
     // (17 digits), 10-digit counts, PiB of bytes, 60 s waits.
@@ -556,7 +617,9 @@ fn format_limits() {
     let mut odd = big;
     odd.live = 7;
     let (n, buf) = format(&odd, 600);
-    assert!(std::str::from_utf8(&buf[..n as usize]).unwrap().contains(" live=1 "));
+    assert!(std::str::from_utf8(&buf[..n as usize])
+        .unwrap()
+        .contains(" live=1 "));
     odd.stream = 3;
     assert_eq!(format(&odd, 600).0, -1);
 }
@@ -600,7 +663,10 @@ fn unconfigured_is_null_and_noop() {
         assert_eq!(ffi::remus_ckpt_last(null, &mut out), -1);
         ffi::remus_ckpt_close(null);
     }
-    assert!(start.elapsed() < Duration::from_millis(100), "NULL gate never paces");
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "NULL gate never paces"
+    );
     assert_eq!(
         format!("{out:?}"),
         format!("{:?}", ffi::remus_ckpt_record::default()),
@@ -629,7 +695,13 @@ fn open_reads_environment() {
 
     let run = |stats: Option<&str>, control: Option<&str>, expect: &str| {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "child_open_env", "--ignored", "--nocapture", "--test-threads=1"]);
+        cmd.args([
+            "--exact",
+            "child_open_env",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
         for (k, v) in [("REMUS_CKPT_STATS", stats), ("REMUS_CKPT_CONTROL", control)] {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -644,7 +716,10 @@ fn open_reads_environment() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "child really ran");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "child really ran"
+        );
     };
 
     run(None, None, "null");
@@ -677,7 +752,9 @@ fn child_open_env() {
             unsafe { ffi::remus_ckpt_close(NonNull::new(raw).expect("configured").as_ptr()) }
         }
         "record" => {
-            let mut rc = Ckpt { raw: NonNull::new(raw).expect("configured") };
+            let mut rc = Ckpt {
+                raw: NonNull::new(raw).expect("configured"),
+            };
             rc.checkpoint(true);
         }
         e => panic!("{e}"),
@@ -782,12 +859,18 @@ fn fifo_with_idle_reader_counts_every_loss() {
     assert_eq!(seq, N - 1);
     let got = lines(&read_available(&reader));
     let k = got.len() as u64;
-    assert!(k > 0 && k < N, "the pipe filled up: {k} of {N} records arrived");
+    assert!(
+        k > 0 && k < N,
+        "the pipe filled up: {k} of {N} records arrived"
+    );
     // Whole records only, in order, each reporting the losses before it.
     let mut prev_dropped = 0;
     for (i, l) in got.iter().enumerate() {
         let r = record_from_line(l);
-        assert_eq!(r.seq, i as u64, "records arrive in order, lost ones at the end");
+        assert_eq!(
+            r.seq, i as u64,
+            "records arrive in order, lost ones at the end"
+        );
         assert!(r.dropped >= prev_dropped);
         prev_dropped = r.dropped;
     }
@@ -847,7 +930,9 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
     if r < 0 {
         return 2;
     }
-    let Some(mut rc) = Ckpt::open(REMUS, Some(fifo_str), None) else { return 3 };
+    let Some(mut rc) = Ckpt::open(REMUS, Some(fifo_str), None) else {
+        return 3;
+    };
     rc.checkpoint(true);
     let mut buf = [0u8; 1024];
     // SAFETY: buf is writable for its length; r is our open fd.
@@ -876,7 +961,9 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         }
         libc::close(fds[0]);
     }
-    let Some(mut rc) = Ckpt::open(COLO, Some(&format!("fd:{}", fds[1])), None) else { return 8 };
+    let Some(mut rc) = Ckpt::open(COLO, Some(&format!("fd:{}", fds[1])), None) else {
+        return 8;
+    };
     for _ in 0..5 {
         rc.checkpoint(false);
     }
@@ -901,7 +988,10 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         if sigpipe_state() != (true, true) {
             return 11; // consumed someone else's signal, or unblocked it
         }
-        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         if libc::sigtimedwait(&set, ptr::null_mut(), &zero) != libc::SIGPIPE {
             return 12;
         }
@@ -961,7 +1051,11 @@ fn closed_reader_does_not_kill_the_process() {
         libc::WTERMSIG(status)
     );
     assert!(libc::WIFEXITED(status));
-    assert_eq!(libc::WEXITSTATUS(status), 0, "child check failed (code = step)");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child check failed (code = step)"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -982,7 +1076,11 @@ fn parse_control_table() {
     for (l, v) in valid {
         assert_eq!(parse_control(l), *v, "{:?}", String::from_utf8_lossy(l));
     }
-    assert_eq!(parse_control(pad(200).as_bytes()), 20, "the parser has no length cap");
+    assert_eq!(
+        parse_control(pad(200).as_bytes()),
+        20,
+        "the parser has no length cap"
+    );
 
     let invalid: &[&[u8]] = &[
         b"",
@@ -1096,7 +1194,13 @@ fn control_rejects_bad_lines_last_valid_wins() {
 #[test]
 fn control_refusals_warn_once() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_control_refusals", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_control_refusals",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1105,7 +1209,10 @@ fn control_refusals_warn_once() {
         "child: {}\n{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "child really ran");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child really ran"
+    );
 
     // Between "case NAME" markers, exactly one "refusing control" line.
     let mut cases = Vec::new();
@@ -1115,21 +1222,43 @@ fn control_refusals_warn_once() {
         } else if l == "stats-bad-spec" {
             break;
         } else if l.starts_with("remus-ckpt: ") {
-            cases.last_mut().expect("warning after a case marker").1.push(l.to_owned());
+            cases
+                .last_mut()
+                .expect("warning after a case marker")
+                .1
+                .push(l.to_owned());
         }
     }
     let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, REFUSAL_CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        REFUSAL_CASES.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    );
     for ((name, warnings), (_, reason)) in cases.iter().zip(REFUSAL_CASES) {
         assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
         let w = &warnings[0];
-        assert!(w.starts_with("remus-ckpt: refusing control "), "{name}: {w}");
-        assert!(w.ends_with(reason), "{name}: {w:?} should end with {reason:?}");
+        assert!(
+            w.starts_with("remus-ckpt: refusing control "),
+            "{name}: {w}"
+        );
+        assert!(
+            w.ends_with(reason),
+            "{name}: {w:?} should end with {reason:?}"
+        );
     }
     // The stats side warns about a bad spec once too, and that is all.
-    let stats_part = stderr.split("stats-bad-spec\n").nth(1).expect("stats case ran");
-    let ro = stats_part.lines().find_map(|l| l.strip_prefix("stats-ro=")).expect("ro fd");
-    let warnings: Vec<&str> = stats_part.lines().filter(|l| l.starts_with("remus-ckpt: ")).collect();
+    let stats_part = stderr
+        .split("stats-bad-spec\n")
+        .nth(1)
+        .expect("stats case ran");
+    let ro = stats_part
+        .lines()
+        .find_map(|l| l.strip_prefix("stats-ro="))
+        .expect("ro fd");
+    let warnings: Vec<&str> = stats_part
+        .lines()
+        .filter(|l| l.starts_with("remus-ckpt: "))
+        .collect();
     assert_eq!(
         warnings,
         [
@@ -1170,18 +1299,42 @@ fn child_control_refusals() {
     // Only root can give a file to another user (CI runs as root).
     // SAFETY: other_c is a NUL-terminated path that outlives the call;
     // geteuid() has no preconditions.
-    let (chowned, root) =
-        unsafe { (libc::chown(other_c.as_ptr(), 65534, 65534) == 0, libc::geteuid() == 0) };
+    let (chowned, root) = unsafe {
+        (
+            libc::chown(other_c.as_ptr(), 65534, 65534) == 0,
+            libc::geteuid() == 0,
+        )
+    };
     assert!(chowned || !root, "chown as root");
 
     let specs: Vec<(&str, String, Option<std::path::PathBuf>)> = vec![
         ("regular-file", regular.to_str().unwrap().into(), None),
         ("directory", d.to_str().unwrap().into(), None),
-        ("fifo-0644", fifo("f644", 0o644).to_str().unwrap().into(), Some(d.join("f644"))),
-        ("fifo-0620", fifo("f620", 0o620).to_str().unwrap().into(), Some(d.join("f620"))),
-        ("fifo-0601", fifo("f601", 0o601).to_str().unwrap().into(), Some(d.join("f601"))),
-        ("fifo-other-owner", other.to_str().unwrap().into(), Some(other.clone())),
-        ("fd-regular-file", format!("fd:{}", regular_file.as_raw_fd()), None),
+        (
+            "fifo-0644",
+            fifo("f644", 0o644).to_str().unwrap().into(),
+            Some(d.join("f644")),
+        ),
+        (
+            "fifo-0620",
+            fifo("f620", 0o620).to_str().unwrap().into(),
+            Some(d.join("f620")),
+        ),
+        (
+            "fifo-0601",
+            fifo("f601", 0o601).to_str().unwrap().into(),
+            Some(d.join("f601")),
+        ),
+        (
+            "fifo-other-owner",
+            other.to_str().unwrap().into(),
+            Some(other.clone()),
+        ),
+        (
+            "fd-regular-file",
+            format!("fd:{}", regular_file.as_raw_fd()),
+            None,
+        ),
         ("fd-bad-spec", "fd:12a".into(), None),
         ("fd-leading-zero", "fd:03".into(), None),
     ];
@@ -1194,32 +1347,52 @@ fn child_control_refusals() {
             continue;
         }
         let (tx_r, tx_w) = pipe();
-        let mut rc = Ckpt::open(REMUS, Some(&format!("fd:{}", tx_w.as_raw_fd())), Some(spec)).unwrap();
+        let mut rc =
+            Ckpt::open(REMUS, Some(&format!("fd:{}", tx_w.as_raw_fd())), Some(spec)).unwrap();
         // Configure a 2 s interval where the refused control could carry it.
         rc.gate(true);
         rc.emit();
         if let Some(p) = fifo_path {
-            assert!(fifo_writer_enxio(p), "{name}: refused FIFO is not held open");
+            assert!(
+                fifo_writer_enxio(p),
+                "{name}: refused FIFO is not held open"
+            );
         }
         let start = Instant::now();
         for _ in 0..4 {
             rc.checkpoint(false);
         }
-        assert!(start.elapsed() < Duration::from_millis(1500), "{name}: gate paced");
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{name}: gate paced"
+        );
         let r = rc.last().unwrap();
-        assert_eq!((r.interval_ms, r.cmd_interval_ms, r.dropped), (0, 0, 0), "{name}");
+        assert_eq!(
+            (r.interval_ms, r.cmd_interval_ms, r.dropped),
+            (0, 0, 0),
+            "{name}"
+        );
         drop(rc);
-        assert_eq!(lines(&{
-            set_nonblock(&tx_r, true);
-            read_available(&tx_r)
-        }).len(), 5, "{name}: records still flow");
+        assert_eq!(
+            lines(&{
+                set_nonblock(&tx_r, true);
+                read_available(&tx_r)
+            })
+            .len(),
+            5,
+            "{name}: records still flow"
+        );
     }
 
     // A bad stats spec, an fd that is not open, one that is read-only:
     // each warned once, every record counted as dropped.
     eprintln!("stats-bad-spec");
     let (ro, _wo) = pipe();
-    for spec in ["fd:x".to_owned(), "fd:999999".into(), format!("fd:{}", ro.as_raw_fd())] {
+    for spec in [
+        "fd:x".to_owned(),
+        "fd:999999".into(),
+        format!("fd:{}", ro.as_raw_fd()),
+    ] {
         let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
         for _ in 0..3 {
             rc.checkpoint(false);
@@ -1250,7 +1423,11 @@ fn stats_fifo_recreated() {
     let new_reader = fifo_reader(&path);
     rc.checkpoint(false);
     rc.checkpoint(false);
-    assert_eq!(read_available(&old_reader), "", "nothing to the replaced FIFO");
+    assert_eq!(
+        read_available(&old_reader),
+        "",
+        "nothing to the replaced FIFO"
+    );
     let got = lines(&read_available(&new_reader));
     assert_eq!(got.len(), 2);
     let r = record_from_line(&got[0]);
@@ -1322,7 +1499,10 @@ fn gate_paces_remus_on_real_clock() {
     overshoot.sort_unstable();
     let median = overshoot[overshoot.len() / 2];
     let max = *overshoot.last().unwrap();
-    assert!(median < 2 * MS, "median overshoot {median} ns ({overshoot:?})");
+    assert!(
+        median < 2 * MS,
+        "median overshoot {median} ns ({overshoot:?})"
+    );
     assert!(max < 30 * MS, "max overshoot {max} ns");
 
     // A deadline already passed is not waited for, and not caught up on.
@@ -1349,7 +1529,10 @@ fn gate_never_waits_first_live_or_colo() {
                 later.push(rc.checkpoint(false));
             }
         }
-        assert!(start.elapsed() < Duration::from_millis(1000), "stream {stream} waited");
+        assert!(
+            start.elapsed() < Duration::from_millis(1000),
+            "stream {stream} waited"
+        );
         for rec in [first, live].iter().chain(&later) {
             assert_eq!(rec.gate_wait_ns, 0);
             assert_eq!(rec.interval_ms, 0, "not paced");
@@ -1376,8 +1559,14 @@ fn gate_wakes_on_control_shorter_and_longer() {
     let rec = rc.checkpoint(false);
     let took = start.elapsed();
     let mut w = writer.join().unwrap();
-    assert!(took >= Duration::from_millis(150), "waited for the command: {took:?}");
-    assert!(took < Duration::from_millis(2500), "woke on control input: {took:?}");
+    assert!(
+        took >= Duration::from_millis(150),
+        "waited for the command: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "woke on control input: {took:?}"
+    );
     assert_eq!((rec.interval_ms, rec.cmd_interval_ms), (10, 10));
     assert!(rec.gate_wait_ns >= 150 * MS && rec.t_suspend - live.t_suspend >= 10 * MS);
 
@@ -1391,7 +1580,11 @@ fn gate_wakes_on_control_shorter_and_longer() {
     });
     let rec = rc.checkpoint(false);
     let w = writer.join().unwrap();
-    assert!(rec.t_suspend - prev >= 400 * MS, "extended: {}", rec.t_suspend - prev);
+    assert!(
+        rec.t_suspend - prev >= 400 * MS,
+        "extended: {}",
+        rec.t_suspend - prev
+    );
     assert!(rec.t_suspend - prev < 1400 * MS);
     assert_eq!((rec.interval_ms, rec.cmd_interval_ms), (400, 400));
 
@@ -1408,7 +1601,10 @@ fn gate_wakes_on_control_shorter_and_longer() {
 }
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -1433,7 +1629,10 @@ fn gate_does_not_spin_after_writer_closes() {
     let cpu = thread_cpu_ns() - cpu;
     assert!(start.elapsed() >= Duration::from_millis(250));
     assert_eq!(r.interval_ms, 300);
-    assert!(cpu < 100 * MS, "the gate spun: {cpu} ns of CPU in a 300 ms wait");
+    assert!(
+        cpu < 100 * MS,
+        "the gate spun: {cpu} ns of CPU in a 300 ms wait"
+    );
 
     // The writer comes back during the next wait with a shorter interval.
     let p = path.clone();
@@ -1454,9 +1653,13 @@ fn gate_does_not_spin_after_writer_closes() {
 
 /// The control grammar, written independently of the C code.
 fn reference_parse(line: &[u8]) -> u32 {
-    let Ok(s) = std::str::from_utf8(line) else { return 0 };
+    let Ok(s) = std::str::from_utf8(line) else {
+        return 0;
+    };
     let s = s.trim_end_matches([' ', '\t', '\r']);
-    let Some(n) = s.strip_prefix("interval_ms=") else { return 0 };
+    let Some(n) = s.strip_prefix("interval_ms=") else {
+        return 0;
+    };
     match n.parse::<u32>() {
         Ok(v) if (1..=60000).contains(&v) && n == v.to_string() => v,
         _ => 0,
