@@ -456,6 +456,15 @@ static void ctl_check_fd(struct remus_ckpt *rc)
         ctl_refuse(rc, what, strerror(errno));
 }
 
+/* The control fd to read or poll, or -1. */
+static int ctl_fd(const struct remus_ckpt *rc)
+{
+    if ( rc->ctl.state == CHAN_PATH || rc->ctl.state == CHAN_FD )
+        return rc->ctl.fd;
+
+    return -1;
+}
+
 /* Make sure the control fd is open and acceptable; -1 if there is none. */
 static int ctl_ensure(struct remus_ckpt *rc)
 {
@@ -475,8 +484,7 @@ static int ctl_ensure(struct remus_ckpt *rc)
         break;
     }
 
-    return rc->ctl.state == CHAN_PATH || rc->ctl.state == CHAN_FD
-           ? rc->ctl.fd : -1;
+    return ctl_fd(rc);
 }
 
 /*
@@ -501,7 +509,7 @@ static int ctl_eof(struct remus_ckpt *rc)
     chan_close(&rc->ctl);
     ctl_open_path(rc);
 
-    return rc->ctl.state == CHAN_PATH ? rc->ctl.fd : -1;
+    return ctl_fd(rc);
 }
 
 /*
@@ -563,8 +571,7 @@ static void gate_sleep(struct remus_ckpt *rc, uint64_t deadline, uint64_t now)
 {
     struct pollfd pfd;
     struct timespec ts;
-    int fd = (rc->ctl.state == CHAN_PATH || rc->ctl.state == CHAN_FD)
-             ? rc->ctl.fd : -1;
+    int fd = ctl_fd(rc);
 
     if ( fd < 0 )
     {
