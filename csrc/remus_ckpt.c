@@ -1,5 +1,938 @@
 /* SPDX-License-Identifier: LGPL-2.1-only */
-/* Placeholder: the implementation lands with issue 2. */
+/*
+ * remus_ckpt.c - per-checkpoint records and interval pacing for Remus/COLO.
+ *
+ * Compiled into libxenguest and run inside libxl-save-helper, so the rules
+ * are those of the save loop: never block except when pacing on purpose,
+ * never fail the save, never kill the host process (it does not ignore
+ * SIGPIPE).  Every problem is counted and reported in the next record.
+ *
+ * The contract is remus_ckpt.h; the wire format is docs/protocol.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "remus_ckpt.h"
-struct remus_ckpt *remus_ckpt_open(uint32_t d, unsigned int s, uint32_t p)
-{ (void)d; (void)s; (void)p; return NULL; }
+
+/*
+ * Longest control line kept, newline excluded.  "interval_ms=60000" is 17
+ * bytes; the rest leaves room for trailing blanks.  Longer lines are
+ * rejected as a whole rather than truncated into something valid.
+ */
+#define CTL_LINE_MAX 64
+
+#define NSEC_PER_MSEC 1000000ULL
+#define NSEC_PER_SEC  1000000000ULL
+
+static const char ctl_prefix[] = "interval_ms=";
+
+enum chan_state {
+    CHAN_UNSET,   /* spec NULL or "": not configured */
+    CHAN_PATH,    /* a path: opened, closed and reopened here */
+    CHAN_FD,      /* "fd:N": belongs to the caller, never closed here */
+    CHAN_OFF,     /* configured but unusable (bad spec, refused, dead) */
+};
+
+/* One end of a pipe to the consumer: the stats writer or the control reader. */
+struct chan {
+    enum chan_state state;
+    char *path;   /* CHAN_PATH only */
+    int fd;       /* -1: not open */
+    dev_t dev;    /* identity of what fd refers to, for CHAN_PATH */
+    ino_t ino;
+};
+
+struct remus_ckpt {
+    uint32_t domid;
+    uint32_t page_size;
+    unsigned int stream;
+
+    struct chan stats;
+    struct chan ctl;
+    int ctl_warned;         /* the one refusal warning has been printed */
+
+    /* Control line being assembled across reads. */
+    char line[CTL_LINE_MAX];
+    size_t line_len;
+    int line_long;          /* line overflowed: reject it at its newline */
+
+    unsigned int cmd_interval_ms;   /* latest valid command; 0: none */
+    uint64_t ctl_rejected;
+    uint64_t dropped;
+
+    uint64_t seq;
+    /* t_suspend of the previous checkpoint: survives emit's reset. */
+    uint64_t prev_suspend;
+
+    struct remus_ckpt_record cur;
+    struct remus_ckpt_record last;
+    int have_last;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    /* CLOCK_MONOTONIC cannot fail with a valid pointer; 0 means "unset". */
+    if ( clock_gettime(CLOCK_MONOTONIC, &ts) )
+        return 0;
+
+    return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static struct timespec ns_to_timespec(uint64_t ns)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)(ns / NSEC_PER_SEC);
+    ts.tv_nsec = (long)(ns % NSEC_PER_SEC);
+
+    return ts;
+}
+
+/*
+ * Parse "fd:N".  Returns 0 if spec is not an fd spec (a path), 1 with *fd
+ * set if it is a valid one, -1 if it starts with "fd:" but N is not a
+ * plain decimal fd (no sign, blanks, leading zeros or overflow).  A file
+ * literally named "fd:3" can still be given as "./fd:3".
+ */
+static int parse_fd_spec(const char *spec, int *fd)
+{
+    const char *p = spec + 3;
+    long v = 0;
+
+    if ( strncmp(spec, "fd:", 3) )
+        return 0;
+
+    if ( *p == '\0' || (p[0] == '0' && p[1] != '\0') )
+        return -1;
+
+    for ( ; *p; p++ )
+    {
+        if ( *p < '0' || *p > '9' )
+            return -1;
+        v = v * 10 + (*p - '0');
+        if ( v > INT_MAX )
+            return -1;
+    }
+
+    *fd = (int)v;
+    return 1;
+}
+
+/*
+ * Set up a channel from its spec.  Returns NULL, or a reason why the spec
+ * cannot be used (the channel is then CHAN_OFF).
+ */
+static const char *chan_init(struct chan *ch, const char *spec)
+{
+    int fd;
+    int r;
+
+    ch->state = CHAN_UNSET;
+    ch->path = NULL;
+    ch->fd = -1;
+
+    if ( !spec || !*spec )
+        return NULL;
+
+    r = parse_fd_spec(spec, &fd);
+    if ( r < 0 )
+    {
+        ch->state = CHAN_OFF;
+        return "invalid fd:N spec";
+    }
+    if ( r > 0 )
+    {
+        ch->state = CHAN_FD;
+        ch->fd = fd;
+        return NULL;
+    }
+
+    ch->path = strdup(spec);
+    if ( !ch->path )
+    {
+        ch->state = CHAN_OFF;
+        return "out of memory";
+    }
+    ch->state = CHAN_PATH;
+
+    return NULL;
+}
+
+/* Close a channel's fd if this library opened it; fd:N is the caller's. */
+static void chan_close(struct chan *ch)
+{
+    if ( ch->state == CHAN_PATH && ch->fd >= 0 )
+        close(ch->fd);
+    if ( ch->state == CHAN_PATH )
+        ch->fd = -1;
+}
+
+/* Remember which file fd is, to notice when the path is replaced. */
+static void chan_note_identity(struct chan *ch, const struct stat *st)
+{
+    ch->dev = st->st_dev;
+    ch->ino = st->st_ino;
+}
+
+/*
+ * Has the path been removed or replaced (e.g. a FIFO deleted and created
+ * again) since ch->fd was opened?  One stat() per call.
+ */
+static int chan_path_changed(const struct chan *ch)
+{
+    struct stat st;
+
+    if ( stat(ch->path, &st) )
+        return 1;
+
+    return st.st_dev != ch->dev || st.st_ino != ch->ino;
+}
+
+/* ------------------------------------------------------------------ */
+/* Record formatting                                                   */
+/* ------------------------------------------------------------------ */
+
+/* A line under construction; len may exceed sizeof(buf) once it overflows. */
+struct line {
+    char buf[REMUS_CKPT_RECORD_MAX + 1];
+    size_t len;
+};
+
+/* Append " key=value"; past the limit only count, the result is -1 anyway. */
+static void line_put(struct line *l, const char *key, const char *value)
+{
+    if ( l->len < sizeof(l->buf) )
+        snprintf(l->buf + l->len, sizeof(l->buf) - l->len, " %s=%s",
+                 key, value);
+    l->len += 1 + strlen(key) + 1 + strlen(value);
+}
+
+static void line_u64(struct line *l, const char *key, uint64_t v)
+{
+    char num[24];
+
+    snprintf(num, sizeof(num), "%" PRIu64, v);
+    line_put(l, key, num);
+}
+
+static const char *stream_name(uint32_t stream)
+{
+    switch ( stream )
+    {
+    case REMUS_CKPT_STREAM_REMUS:
+        return "remus";
+    case REMUS_CKPT_STREAM_COLO:
+        return "colo";
+    default:
+        return NULL;
+    }
+}
+
+int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
+                      size_t len)
+{
+    struct line l;
+    const char *stream;
+    int n;
+
+    if ( !rec || !buf || !len )
+        return -1;
+
+    stream = stream_name(rec->stream);
+    if ( !stream )
+        return -1;
+
+    n = snprintf(l.buf, sizeof(l.buf), "ckpt v=%d", REMUS_CKPT_RECORD_VERSION);
+    l.len = (size_t)n;
+
+    /* Key order is part of the protocol (docs/protocol.md). */
+    line_u64(&l, "seq", rec->seq);
+    line_u64(&l, "domid", rec->domid);
+    line_put(&l, "stream", stream);
+    line_u64(&l, "live", rec->live ? 1 : 0);
+    line_u64(&l, "page_size", rec->page_size);
+    line_u64(&l, "dirty_pages", rec->dirty_pages);
+    line_u64(&l, "deferred_pages", rec->deferred_pages);
+    line_u64(&l, "pages_sent", rec->pages_sent);
+    line_u64(&l, "bytes_sent", rec->bytes_sent);
+    /* Only compressed (legacy) streams know a raw size: omit it otherwise. */
+    if ( rec->bytes_raw )
+        line_u64(&l, "bytes_raw", rec->bytes_raw);
+    line_u64(&l, "t_gate", rec->t_gate);
+    line_u64(&l, "t_suspend", rec->t_suspend);
+    line_u64(&l, "t_suspended", rec->t_suspended);
+    line_u64(&l, "t_sent", rec->t_sent);
+    line_u64(&l, "t_resumed", rec->t_resumed);
+    line_u64(&l, "t_done", rec->t_done);
+    line_u64(&l, "interval_ms", rec->interval_ms);
+    line_u64(&l, "cmd_interval_ms", rec->cmd_interval_ms);
+    line_u64(&l, "gate_wait_ns", rec->gate_wait_ns);
+    line_u64(&l, "dropped", rec->dropped);
+    line_u64(&l, "ctl_rejected", rec->ctl_rejected);
+
+    /* The newline, then the NUL that buf must also hold. */
+    if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
+        return -1;
+
+    memcpy(buf, l.buf, l.len);
+    buf[l.len] = '\n';
+    buf[l.len + 1] = '\0';
+
+    return (int)(l.len + 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Control line parsing                                                */
+/* ------------------------------------------------------------------ */
+
+unsigned int remus_ckpt_parse_control(const char *line, size_t len)
+{
+    size_t plen = sizeof(ctl_prefix) - 1;
+    size_t i;
+    unsigned int v = 0;
+
+    if ( !line || len <= plen || memcmp(line, ctl_prefix, plen) )
+        return 0;
+
+    /*
+     * Canonical decimal only: no sign, no leading zero, so a value has
+     * exactly one spelling.  The bound is checked per digit, so overlong
+     * numbers are rejected without ever overflowing.
+     */
+    i = plen;
+    if ( line[i] < '1' || line[i] > '9' )
+        return 0;
+    for ( ; i < len && line[i] >= '0' && line[i] <= '9'; i++ )
+    {
+        v = v * 10 + (unsigned int)(line[i] - '0');
+        if ( v > REMUS_CKPT_INTERVAL_MAX_MS )
+            return 0;
+    }
+
+    /* Blanks and CR (from "echo" or CRLF writers) may trail; nothing else. */
+    for ( ; i < len; i++ )
+    {
+        if ( line[i] != ' ' && line[i] != '\t' && line[i] != '\r' )
+            return 0;
+    }
+
+    return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Control channel                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Give up on control for the life of rc.  Exactly one line on stderr: a
+ * misconfigured control pipe must be visible, but must not flood the log
+ * of a save that goes on for days.
+ */
+static void ctl_refuse(struct remus_ckpt *rc, const char *what,
+                       const char *reason)
+{
+    chan_close(&rc->ctl);
+    rc->ctl.fd = -1;
+    rc->ctl.state = CHAN_OFF;
+
+    if ( !rc->ctl_warned )
+    {
+        fprintf(stderr, "remus-ckpt: refusing control %s: %s\n",
+                what ? what : "(unset)", reason);
+        rc->ctl_warned = 1;
+    }
+}
+
+/* A partial line is lost (EOF, replaced FIFO): it counts as rejected. */
+static void ctl_discard_partial(struct remus_ckpt *rc)
+{
+    if ( rc->line_len || rc->line_long )
+        rc->ctl_rejected++;
+    rc->line_len = 0;
+    rc->line_long = 0;
+}
+
+static void ctl_end_line(struct remus_ckpt *rc)
+{
+    unsigned int v = 0;
+
+    if ( !rc->line_long )
+        v = remus_ckpt_parse_control(rc->line, rc->line_len);
+
+    /* Every valid line replaces the last: the last valid line wins. */
+    if ( v )
+        rc->cmd_interval_ms = v;
+    else
+        rc->ctl_rejected++;
+
+    rc->line_len = 0;
+    rc->line_long = 0;
+}
+
+static void ctl_feed(struct remus_ckpt *rc, const char *buf, size_t n)
+{
+    size_t i;
+
+    for ( i = 0; i < n; i++ )
+    {
+        if ( buf[i] == '\n' )
+            ctl_end_line(rc);
+        else if ( rc->line_len < sizeof(rc->line) )
+            rc->line[rc->line_len++] = buf[i];
+        else
+            rc->line_long = 1;
+    }
+}
+
+/*
+ * Open the control FIFO by path.  O_NONBLOCK so that open() does not wait
+ * for a writer; the checks are made with fstat() on the opened fd, so what
+ * is checked is what is read (no window between check and open).
+ */
+static void ctl_open_path(struct remus_ckpt *rc)
+{
+    struct stat st;
+    int fd;
+
+    fd = open(rc->ctl.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if ( fd < 0 )
+    {
+        /* Not there (yet, or being re-created): try again next checkpoint. */
+        if ( errno == ENOENT || errno == EINTR )
+            return;
+        ctl_refuse(rc, rc->ctl.path, strerror(errno));
+        return;
+    }
+    rc->ctl.fd = fd;
+
+    if ( fstat(fd, &st) )
+        ctl_refuse(rc, rc->ctl.path, strerror(errno));
+    else if ( !S_ISFIFO(st.st_mode) )
+        ctl_refuse(rc, rc->ctl.path, "not a FIFO");
+    else if ( st.st_uid != geteuid() )
+        ctl_refuse(rc, rc->ctl.path, "not owned by this user");
+    else if ( st.st_mode & (S_IRWXG | S_IRWXO) )
+        ctl_refuse(rc, rc->ctl.path, "mode wider than 0600");
+    else
+        chan_note_identity(&rc->ctl, &st);
+}
+
+/*
+ * fd:N was handed over by the caller: it only has to be a pipe or FIFO.
+ * Checked at open, while N is surely still the caller's fd.
+ */
+static void ctl_check_fd(struct remus_ckpt *rc)
+{
+    struct stat st;
+    char what[32];
+    int fl;
+
+    snprintf(what, sizeof(what), "fd:%d", rc->ctl.fd);
+
+    if ( fstat(rc->ctl.fd, &st) )
+        ctl_refuse(rc, what, strerror(errno));
+    else if ( !S_ISFIFO(st.st_mode) )
+        ctl_refuse(rc, what, "not a pipe or FIFO");
+    else if ( (fl = fcntl(rc->ctl.fd, F_GETFL)) < 0 ||
+              fcntl(rc->ctl.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
+        ctl_refuse(rc, what, strerror(errno));
+}
+
+/* The control fd to read or poll, or -1. */
+static int ctl_fd(const struct remus_ckpt *rc)
+{
+    if ( rc->ctl.state == CHAN_PATH || rc->ctl.state == CHAN_FD )
+        return rc->ctl.fd;
+
+    return -1;
+}
+
+/* Make sure the control fd is open and acceptable; -1 if there is none. */
+static int ctl_ensure(struct remus_ckpt *rc)
+{
+    switch ( rc->ctl.state )
+    {
+    case CHAN_PATH:
+        if ( rc->ctl.fd >= 0 && chan_path_changed(&rc->ctl) )
+        {
+            /* The FIFO was removed or re-created: follow the path. */
+            ctl_discard_partial(rc);
+            chan_close(&rc->ctl);
+        }
+        if ( rc->ctl.fd < 0 )
+            ctl_open_path(rc);
+        break;
+    default:
+        break;
+    }
+
+    return ctl_fd(rc);
+}
+
+/*
+ * All writers closed the control pipe.  Deliberate decision: a FIFO is
+ * closed and reopened by path, because a read end that has seen EOF keeps
+ * reporting POLLHUP to poll() until it is reopened (the gate would spin),
+ * and because the consumer may come back with a new FIFO.  A partial line
+ * left by the writer is discarded and counted.  An fd:N pipe whose writers
+ * are gone can never see new data: it is just no longer used.
+ */
+static int ctl_eof(struct remus_ckpt *rc)
+{
+    ctl_discard_partial(rc);
+
+    if ( rc->ctl.state == CHAN_FD )
+    {
+        rc->ctl.state = CHAN_OFF;
+        rc->ctl.fd = -1;
+        return -1;
+    }
+
+    chan_close(&rc->ctl);
+    ctl_open_path(rc);
+
+    return ctl_fd(rc);
+}
+
+/*
+ * Drain everything available on the control pipe without blocking.  At
+ * most one reopen after EOF per call: a reopened FIFO with no writer reads
+ * EOF again at once, and that is not news.
+ */
+static void ctl_read(struct remus_ckpt *rc)
+{
+    char buf[256];
+    ssize_t n;
+    int fd = ctl_ensure(rc);
+    int reopened = 0;
+
+    while ( fd >= 0 )
+    {
+        n = read(fd, buf, sizeof(buf));
+        if ( n > 0 )
+        {
+            ctl_feed(rc, buf, (size_t)n);
+            continue;
+        }
+        if ( n == 0 )
+        {
+            if ( reopened )
+                break;
+            fd = ctl_eof(rc);
+            reopened = 1;
+            continue;
+        }
+        if ( errno == EINTR )
+            continue;
+        if ( errno == EAGAIN || errno == EWOULDBLOCK )
+            break;
+
+        /* A read error on a pipe is not expected: stop using it quietly. */
+        ctl_discard_partial(rc);
+        if ( rc->ctl.state == CHAN_FD )
+        {
+            rc->ctl.state = CHAN_OFF;
+            rc->ctl.fd = -1;
+        }
+        else
+            chan_close(&rc->ctl);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Pacing gate                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Sleep until deadline (CLOCK_MONOTONIC ns) or until the control pipe
+ * becomes readable, whichever comes first.  Returns with nothing learnt:
+ * the caller re-reads control and recomputes the deadline.
+ */
+static void gate_sleep(struct remus_ckpt *rc, uint64_t deadline, uint64_t now)
+{
+    struct pollfd pfd;
+    struct timespec ts;
+    int fd = ctl_fd(rc);
+
+    if ( fd < 0 )
+    {
+        /* Absolute time: an EINTR restart does not stretch the wait. */
+        ts = ns_to_timespec(deadline);
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        return;
+    }
+
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    ts = ns_to_timespec(deadline - now);
+
+    if ( ppoll(&pfd, 1, &ts, NULL) > 0 && (pfd.revents & POLLNVAL) )
+    {
+        /* Cannot happen with an fd we hold; do not spin if it does. */
+        ctl_refuse(rc, rc->ctl.path ? rc->ctl.path : "fd", "invalid fd");
+    }
+}
+
+void remus_ckpt_gate(struct remus_ckpt *rc, int live)
+{
+    uint64_t now, deadline, wait_start = 0;
+    unsigned int interval = 0;
+
+    if ( !rc )
+        return;
+
+    rc->cur.t_gate = now_ns();
+    rc->cur.live = live ? 1 : 0;
+
+    ctl_read(rc);
+
+    /*
+     * Only a Remus stream past its live round with a previous checkpoint
+     * is paced; COLO decides its checkpoints itself.  The deadline counts
+     * from the previous suspend, and is recomputed after every control
+     * input: a shorter interval ends the wait early, a longer one extends
+     * it.  A deadline already passed is not caught up on.
+     */
+    if ( rc->stream == REMUS_CKPT_STREAM_REMUS && !live && rc->prev_suspend )
+    {
+        for ( ;; )
+        {
+            interval = rc->cmd_interval_ms;
+            if ( !interval )
+                break;
+            deadline = rc->prev_suspend + interval * NSEC_PER_MSEC;
+            now = now_ns();
+            if ( now >= deadline )
+                break;
+            if ( !wait_start )
+                wait_start = now;
+            gate_sleep(rc, deadline, now);
+            ctl_read(rc);
+        }
+    }
+
+    now = now_ns();
+    rc->cur.t_suspend = now;
+    rc->cur.gate_wait_ns = wait_start ? now - wait_start : 0;
+    rc->cur.interval_ms = interval;
+    rc->prev_suspend = now;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stats channel                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Open the stats path for writing.  O_NONBLOCK: a FIFO without a reader
+ * fails with ENXIO instead of blocking, and a full one with EAGAIN.  No
+ * O_CREAT: a typo must not litter files.  O_APPEND is harmless on a FIFO
+ * and keeps concurrent writers of a regular file from overwriting.
+ */
+static int stats_open_path(struct remus_ckpt *rc)
+{
+    struct stat st;
+    int fd;
+
+    fd = open(rc->stats.path,
+              O_WRONLY | O_NONBLOCK | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if ( fd < 0 )
+        return -1;
+
+    if ( fstat(fd, &st) )
+    {
+        close(fd);
+        return -1;
+    }
+
+    rc->stats.fd = fd;
+    chan_note_identity(&rc->stats, &st);
+
+    return fd;
+}
+
+static int stats_ensure(struct remus_ckpt *rc)
+{
+    if ( rc->stats.state == CHAN_FD )
+        return rc->stats.fd;
+    if ( rc->stats.state != CHAN_PATH )
+        return -1;
+
+    /* A FIFO removed and created again must be picked up again. */
+    if ( rc->stats.fd >= 0 && chan_path_changed(&rc->stats) )
+        chan_close(&rc->stats);
+    if ( rc->stats.fd < 0 )
+        return stats_open_path(rc);
+
+    return rc->stats.fd;
+}
+
+/*
+ * write() without raising SIGPIPE in the host process: SIGPIPE is blocked
+ * around the write, and a SIGPIPE this write generated (EPIPE) is consumed
+ * before unblocking, unless one was already pending, which belongs to
+ * someone else and must still be delivered.  Returns 0 if all of buf was
+ * written, else -1 with errno set (0 for a short write).
+ */
+static int write_nosigpipe(int fd, const char *buf, size_t len)
+{
+    static const struct timespec zero = { 0, 0 };
+    sigset_t pipe_set, old_set, pending;
+    int was_pending = 0;
+    ssize_t n;
+    int err;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    if ( pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set) )
+    {
+        /* Cannot happen with a valid set; never write unprotected. */
+        errno = EINVAL;
+        return -1;
+    }
+
+    if ( !sigpending(&pending) )
+        was_pending = sigismember(&pending, SIGPIPE) == 1;
+
+    do {
+        n = write(fd, buf, len);
+    } while ( n < 0 && errno == EINTR );
+    err = n < 0 ? errno : 0;
+
+    if ( err == EPIPE && !was_pending )
+    {
+        while ( sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR )
+            ;
+    }
+
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+
+    errno = err;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * The stats fd:N is the caller's, handed over for this purpose.  Check it
+ * at open (so that a number that is not open is never written to, even if
+ * the process opens something else under it later) and make it
+ * non-blocking, or a full pipe would stall the save.  Returns NULL or why
+ * it cannot be used.
+ */
+static const char *stats_check_fd(struct remus_ckpt *rc)
+{
+    int fl = fcntl(rc->stats.fd, F_GETFL);
+
+    if ( fl < 0 )
+        return strerror(errno);
+    if ( (fl & O_ACCMODE) == O_RDONLY )
+        return "not open for writing";
+    if ( fcntl(rc->stats.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
+        return strerror(errno);
+
+    return NULL;
+}
+
+/* Write one formatted record; on any failure the record is dropped. */
+static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len)
+{
+    int fd = stats_ensure(rc);
+
+    if ( fd < 0 )
+        return -1;
+
+    if ( !write_nosigpipe(fd, buf, len) )
+        return 0;
+
+    /*
+     * EAGAIN: the reader is slow, keep the fd.  Anything else on a path
+     * (EPIPE: the reader went away) closes it: it is reopened by path at
+     * the next record, which also finds a new reader or a new FIFO.
+     */
+    if ( errno != EAGAIN && errno != EWOULDBLOCK )
+        chan_close(&rc->stats);
+
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public entry points                                                 */
+/* ------------------------------------------------------------------ */
+
+struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
+                                        uint32_t page_size,
+                                        const char *stats_spec,
+                                        const char *control_spec)
+{
+    struct remus_ckpt *rc;
+    const char *why;
+
+    if ( (!stats_spec || !*stats_spec) && (!control_spec || !*control_spec) )
+        return NULL;
+    if ( !stream_name(stream) )
+        return NULL;
+
+    rc = calloc(1, sizeof(*rc));
+    if ( !rc )
+        return NULL;
+
+    rc->domid = domid;
+    rc->stream = stream;
+    rc->page_size = page_size;
+
+    /*
+     * A stats spec that cannot be used is reported once; the records are
+     * then all counted as dropped (they are still kept for _last()).
+     */
+    why = chan_init(&rc->stats, stats_spec);
+    if ( !why && rc->stats.state == CHAN_FD )
+        why = stats_check_fd(rc);
+    if ( why )
+    {
+        fprintf(stderr, "remus-ckpt: cannot use stats %s: %s\n",
+                stats_spec, why);
+        rc->stats.state = CHAN_OFF;
+        rc->stats.fd = -1;
+    }
+
+    why = chan_init(&rc->ctl, control_spec);
+    if ( why )
+        ctl_refuse(rc, control_spec, why);
+    else if ( rc->ctl.state == CHAN_FD )
+        ctl_check_fd(rc);
+
+    /* The control FIFO is opened at the first gate, not here. */
+    return rc;
+}
+
+struct remus_ckpt *remus_ckpt_open(uint32_t domid, unsigned int stream,
+                                   uint32_t page_size)
+{
+    return remus_ckpt_open_with(domid, stream, page_size,
+                                getenv(REMUS_CKPT_ENV_STATS),
+                                getenv(REMUS_CKPT_ENV_CONTROL));
+}
+
+void remus_ckpt_close(struct remus_ckpt *rc)
+{
+    if ( !rc )
+        return;
+
+    chan_close(&rc->stats);
+    chan_close(&rc->ctl);
+    free(rc->stats.path);
+    free(rc->ctl.path);
+    free(rc);
+}
+
+void remus_ckpt_mark(struct remus_ckpt *rc, unsigned int mark)
+{
+    uint64_t *t;
+
+    if ( !rc )
+        return;
+
+    switch ( mark )
+    {
+    case REMUS_CKPT_MARK_SUSPENDED:
+        t = &rc->cur.t_suspended;
+        break;
+    case REMUS_CKPT_MARK_SENT:
+        t = &rc->cur.t_sent;
+        break;
+    case REMUS_CKPT_MARK_RESUMED:
+        t = &rc->cur.t_resumed;
+        break;
+    default:
+        return;
+    }
+
+    *t = now_ns();
+}
+
+void remus_ckpt_dirty(struct remus_ckpt *rc, uint64_t dirty_pages,
+                      uint64_t deferred_pages)
+{
+    if ( !rc )
+        return;
+
+    rc->cur.dirty_pages = dirty_pages;
+    rc->cur.deferred_pages = deferred_pages;
+}
+
+void remus_ckpt_wrote(struct remus_ckpt *rc, uint64_t bytes, uint64_t pages)
+{
+    if ( !rc )
+        return;
+
+    rc->cur.bytes_sent += bytes;
+    rc->cur.pages_sent += pages;
+}
+
+void remus_ckpt_wrote_raw(struct remus_ckpt *rc, uint64_t bytes)
+{
+    if ( !rc )
+        return;
+
+    rc->cur.bytes_raw += bytes;
+}
+
+void remus_ckpt_emit(struct remus_ckpt *rc)
+{
+    char buf[REMUS_CKPT_RECORD_MAX + 1];
+    int n;
+
+    if ( !rc )
+        return;
+
+    rc->cur.t_done = now_ns();
+    rc->cur.seq = rc->seq;
+    rc->cur.domid = rc->domid;
+    rc->cur.stream = rc->stream;
+    rc->cur.page_size = rc->page_size;
+    rc->cur.cmd_interval_ms = rc->cmd_interval_ms;
+    rc->cur.dropped = rc->dropped;
+    rc->cur.ctl_rejected = rc->ctl_rejected;
+
+    if ( rc->stats.state != CHAN_UNSET )
+    {
+        n = remus_ckpt_format(&rc->cur, buf, sizeof(buf));
+        if ( n < 0 || stats_write(rc, buf, (size_t)n) )
+            rc->dropped++;
+    }
+
+    rc->last = rc->cur;
+    rc->have_last = 1;
+
+    /* Next checkpoint; prev_suspend (kept by the gate) survives this. */
+    memset(&rc->cur, 0, sizeof(rc->cur));
+    rc->seq++;
+}
+
+int remus_ckpt_last(const struct remus_ckpt *rc,
+                    struct remus_ckpt_record *out)
+{
+    if ( !rc || !out || !rc->have_last )
+        return -1;
+
+    *out = rc->last;
+    return 0;
+}
