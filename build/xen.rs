@@ -45,6 +45,8 @@ const LIBS_IN_ORDER: [&str; 9] = [
 const CSRC_FILES: [&str; 2] = ["remus_ckpt.c", "remus_ckpt.h"];
 /// Lines of a failing step's log quoted in the panic message.
 const LOG_TAIL_LINES: usize = 25;
+/// Longest quoted log line.
+const LOG_LINE_MAX_CHARS: usize = 160;
 
 /// Patched (our series applied) or unpatched (Debian's code as is).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,7 +137,10 @@ fn failure_message(src: &Path, mode: Mode, f: &Failure) -> String {
                 let start = lines.len().saturating_sub(LOG_TAIL_LINES);
                 let _ = writeln!(msg, "  last {} lines:", lines.len() - start);
                 for line in &lines[start..] {
-                    let _ = writeln!(msg, "    | {line}");
+                    // V=1 compiler command lines are long; the error is not.
+                    let cut: String = line.chars().take(LOG_LINE_MAX_CHARS).collect();
+                    let more = if cut.len() < line.len() { " ..." } else { "" };
+                    let _ = writeln!(msg, "    | {cut}{more}");
                 }
             }
             Err(e) => {
@@ -201,6 +206,13 @@ fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
         )));
     }
 
+    // The scratch copy is deleted and recreated: never let that be the source.
+    if src.starts_with(&d.work) {
+        return Err(Failure::new(format!(
+            "REMUS_CKPT_XEN_SRC is inside the build's own scratch tree {}",
+            d.work.display()
+        )));
+    }
     check_version(&src)?;
     let patch_dir = d
         .manifest
@@ -217,6 +229,15 @@ fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
         return Ok(d.out);
     }
 
+    // From here on the scratch tree changes: invalidate the published
+    // build first, so that a failed build is never taken for a good one.
+    for stale in ["inputs.stamp", "build-info.txt"] {
+        let path = d.out.join(stale);
+        if path.exists() {
+            fs::remove_file(&path)
+                .map_err(|e| Failure::io(format!("removing {}", path.display()), e))?;
+        }
+    }
     recreate_dir(&d.logs)?;
     let tree = d.work.join("xen");
     recreate_dir(&d.work)?;

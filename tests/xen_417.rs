@@ -65,7 +65,6 @@ fn prerequisites(proof: &str, needs: &[Need]) -> Option<PathBuf> {
                 panic!("{proof}: REMUS_CKPT_XEN_REQUIRE=1 but {why}");
             }
             println!("SKIPPED: {proof}: {why}");
-            eprintln!("SKIPPED: {proof}: {why}");
             None
         }
     }
