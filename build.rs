@@ -5,6 +5,10 @@
 use std::env;
 use std::path::PathBuf;
 
+/// Optional patched libxenguest for Xen 4.17 (only with REMUS_CKPT_XEN_SRC).
+#[path = "build/xen.rs"]
+mod xen;
+
 fn main() {
     println!("cargo:rerun-if-changed=csrc/remus_ckpt.h");
     println!("cargo:rerun-if-changed=csrc/remus_ckpt.c");
@@ -36,4 +40,6 @@ fn main() {
         })
         .write_to_file(out_dir.join("remus_ckpt_bindings.rs"))
         .expect("write bindings to OUT_DIR");
+
+    xen::main();
 }

@@ -1,0 +1,639 @@
+//! Xen part of the build script: a patched drop-in libxenguest for Xen 4.17.
+//!
+//! Runs only when `REMUS_CKPT_XEN_SRC` names an unpacked Xen source tree
+//! (Debian's, from `scripts/xen-source`); otherwise it does nothing, so a
+//! plain `cargo build` stays fast and needs no Xen build dependencies.
+//!
+//! The tree is never modified: it is copied to `OUT_DIR`, csrc/ is copied
+//! into `tools/libs/guest/`, `patches/xen-4.17/series` is applied, and the
+//! tools libraries up to libxenguest are built with Debian's configure
+//! flags and compiler flags, so that the result differs from Debian's
+//! library only by our patches.  `REMUS_CKPT_XEN_UNPATCHED=1` builds the
+//! same tree without them, which must reproduce Debian's ELF Build ID
+//! (tests/xen_417.rs proves both).
+//!
+//! Output (stable, outside the hashed `OUT_DIR`, for docs and tests):
+//! `target/xen-4.17/lib/` (patched) or `target/xen-4.17/unpatched/`, each
+//! with `libxenguest.so.4.17.0`, the `libxenguest.so.4.17` SONAME link and
+//! `build-info.txt`; logs in `target/xen-4.17/logs/<mode>/`.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Xen version the series in `patches/xen-4.17/` is written against.
+const XEN_SERIES_VERSION: &str = "4.17";
+/// Library file and SONAME link we deliver.
+const LIB_FILE: &str = "libxenguest.so.4.17.0";
+const LIB_SONAME: &str = "libxenguest.so.4.17";
+/// Build order: libxenguest links against the in-tree libraries before it.
+const LIBS_IN_ORDER: [&str; 9] = [
+    "toolcore",
+    "toollog",
+    "evtchn",
+    "gnttab",
+    "call",
+    "foreignmemory",
+    "devicemodel",
+    "ctrl",
+    "guest",
+];
+/// csrc/ files the patched build compiles into libxenguest.
+const CSRC_FILES: [&str; 2] = ["remus_ckpt.c", "remus_ckpt.h"];
+/// Lines of a failing step's log quoted in the panic message.
+const LOG_TAIL_LINES: usize = 25;
+/// Longest quoted log line.
+const LOG_LINE_MAX_CHARS: usize = 160;
+
+/// Patched (our series applied) or unpatched (Debian's code as is).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Patched,
+    Unpatched,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Patched => "patched",
+            Mode::Unpatched => "unpatched",
+        }
+    }
+
+    /// Directory under target/xen-4.17/ that receives the library.
+    fn out_subdir(self) -> &'static str {
+        match self {
+            Mode::Patched => "lib",
+            Mode::Unpatched => "unpatched",
+        }
+    }
+}
+
+/// A build failure: what failed, and the log that says why (if any).
+struct Failure {
+    what: String,
+    log: Option<PathBuf>,
+}
+
+impl Failure {
+    fn new(what: impl Into<String>) -> Self {
+        Failure {
+            what: what.into(),
+            log: None,
+        }
+    }
+
+    fn io(what: impl Into<String>, err: io::Error) -> Self {
+        Failure::new(format!("{}: {err}", what.into()))
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+/// Entry point, called from build.rs.  Panics with a multi-line message
+/// (what failed, the log file, its last lines) when the Xen build fails:
+/// a build script has no other way to stop the build with context.
+pub fn main() {
+    println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_SRC");
+    println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_UNPATCHED");
+    println!("cargo:rerun-if-changed=patches/xen-4.17");
+    println!("cargo:rerun-if-changed=csrc");
+
+    let src = match env::var_os("REMUS_CKPT_XEN_SRC") {
+        Some(s) if !s.is_empty() => PathBuf::from(s),
+        _ => return,
+    };
+    let mode = match env::var("REMUS_CKPT_XEN_UNPATCHED").as_deref() {
+        Ok("1") => Mode::Unpatched,
+        _ => Mode::Patched,
+    };
+
+    match build(&src, mode) {
+        Ok(dir) => println!(
+            "cargo:warning=Xen {XEN_SERIES_VERSION} libxenguest ({}): {}",
+            mode.name(),
+            dir.join(LIB_FILE).display()
+        ),
+        Err(f) => panic!("{}", failure_message(&src, mode, &f)),
+    }
+}
+
+fn failure_message(src: &Path, mode: Mode, f: &Failure) -> String {
+    let mut msg = format!(
+        "\n\nbuilding the {} Xen {XEN_SERIES_VERSION} libxenguest failed\n  \
+         source tree (REMUS_CKPT_XEN_SRC): {}\n  what failed: {}\n",
+        mode.name(),
+        src.display(),
+        f.what
+    );
+    if let Some(log) = &f.log {
+        let _ = writeln!(msg, "  log: {}", log.display());
+        match fs::read_to_string(log) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+                let _ = writeln!(msg, "  last {} lines:", lines.len() - start);
+                for line in &lines[start..] {
+                    // V=1 compiler command lines are long; the error is not.
+                    let cut: String = line.chars().take(LOG_LINE_MAX_CHARS).collect();
+                    let more = if cut.len() < line.len() { " ..." } else { "" };
+                    let _ = writeln!(msg, "    | {cut}{more}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(msg, "  (log unreadable: {e})");
+            }
+        }
+    }
+    msg.push_str(
+        "  hints: scripts/install-xen-deps installs the build packages; \
+         scripts/xen-source prints a pristine tree; docs/xen-4.17.md\n",
+    );
+    msg
+}
+
+/// Directories the build uses.
+struct Dirs {
+    manifest: PathBuf,
+    /// Scratch copy of the tree (under OUT_DIR).
+    work: PathBuf,
+    /// Stable output directory (target/xen-4.17/<lib|unpatched>).
+    out: PathBuf,
+    logs: PathBuf,
+}
+
+fn dirs(mode: Mode) -> Result<Dirs> {
+    let manifest = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR")
+            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
+    );
+    let out_dir =
+        PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| Failure::new("OUT_DIR unset"))?);
+    // Build scripts inherit the environment, so CARGO_TARGET_DIR is seen
+    // when the user set it; otherwise the default target/ of this crate.
+    let target = match env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => {
+            let t = PathBuf::from(t);
+            if t.is_absolute() {
+                t
+            } else {
+                manifest.join(t)
+            }
+        }
+        _ => manifest.join("target"),
+    };
+    let base = target.join(format!("xen-{XEN_SERIES_VERSION}"));
+    Ok(Dirs {
+        work: out_dir.join(format!("xen-{}", mode.name())),
+        out: base.join(mode.out_subdir()),
+        logs: base.join("logs").join(mode.name()),
+        manifest,
+    })
+}
+
+fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
+    let d = dirs(mode)?;
+    let src = src
+        .canonicalize()
+        .map_err(|e| Failure::io(format!("REMUS_CKPT_XEN_SRC {}", src.display()), e))?;
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if target_arch != "x86_64" {
+        return Err(Failure::new(format!(
+            "the Xen {XEN_SERIES_VERSION} build supports x86_64 only (target arch: {target_arch})"
+        )));
+    }
+
+    // The scratch copy is deleted and recreated: never let that be the source.
+    if src.starts_with(&d.work) {
+        return Err(Failure::new(format!(
+            "REMUS_CKPT_XEN_SRC is inside the build's own scratch tree {}",
+            d.work.display()
+        )));
+    }
+    check_version(&src)?;
+    let patch_dir = d
+        .manifest
+        .join("patches")
+        .join(format!("xen-{XEN_SERIES_VERSION}"));
+    let series = read_series(&patch_dir)?;
+    check_pristine(&src, &patch_dir, &series)?;
+
+    let stamp = stamp_text(&src, mode, &d.manifest, &patch_dir, &series)?;
+    let stamp_path = d.out.join("inputs.stamp");
+    if d.out.join(LIB_FILE).is_file()
+        && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
+    {
+        return Ok(d.out);
+    }
+
+    // From here on the scratch tree changes: invalidate the published
+    // build first, so that a failed build is never taken for a good one.
+    for stale in ["inputs.stamp", "build-info.txt"] {
+        let path = d.out.join(stale);
+        if path.exists() {
+            fs::remove_file(&path)
+                .map_err(|e| Failure::io(format!("removing {}", path.display()), e))?;
+        }
+    }
+    recreate_dir(&d.logs)?;
+    let tree = d.work.join("xen");
+    recreate_dir(&d.work)?;
+    run_logged(
+        Command::new("cp").arg("-a").arg(&src).arg(&tree),
+        &d.logs.join("copy.log"),
+        "copying the source tree to OUT_DIR",
+    )?;
+
+    if mode == Mode::Patched {
+        let guest = tree.join("tools/libs/guest");
+        for f in CSRC_FILES {
+            let from = d.manifest.join("csrc").join(f);
+            fs::copy(&from, guest.join(f))
+                .map_err(|e| Failure::io(format!("copying {}", from.display()), e))?;
+        }
+        let log = d.logs.join("patch.log");
+        for p in &series {
+            run_logged(
+                Command::new("patch")
+                    .args(["-p1", "--forward", "--batch", "-d"])
+                    .arg(&tree)
+                    .arg("-i")
+                    .arg(patch_dir.join(p)),
+                &log,
+                &format!("applying patches/xen-{XEN_SERIES_VERSION}/{p}"),
+            )?;
+        }
+    }
+
+    configure(&tree, &d.logs)?;
+    make_libs(&tree, &d.logs)?;
+    install(&tree, &src, mode, &d, &stamp)?;
+    Ok(d.out)
+}
+
+/// The tree must be the Xen version the series is written for.
+fn check_version(src: &Path) -> Result<()> {
+    let makefile = src.join("xen/Makefile");
+    let text = fs::read_to_string(&makefile).map_err(|e| {
+        Failure::io(
+            format!(
+                "reading {} (is REMUS_CKPT_XEN_SRC a Xen source tree?)",
+                makefile.display()
+            ),
+            e,
+        )
+    })?;
+    let field = |name: &str| -> Option<String> {
+        text.lines().find_map(|l| {
+            let l = l
+                .trim_start()
+                .strip_prefix("export ")
+                .unwrap_or(l)
+                .trim_start();
+            let rest = l.strip_prefix(name)?.trim_start();
+            let value = rest.strip_prefix("?=").or_else(|| rest.strip_prefix('='))?;
+            Some(value.trim().to_string())
+        })
+    };
+    let (major, minor) = match (field("XEN_VERSION"), field("XEN_SUBVERSION")) {
+        (Some(a), Some(b)) => (a, b),
+        _ => {
+            return Err(Failure::new(format!(
+                "{} has no XEN_VERSION/XEN_SUBVERSION",
+                makefile.display()
+            )))
+        }
+    };
+    let tree_version = format!("{major}.{minor}");
+    if tree_version != XEN_SERIES_VERSION {
+        return Err(Failure::new(format!(
+            "version mismatch: the tree is Xen {tree_version} ({}), the series \
+             patches/xen-{XEN_SERIES_VERSION}/ is for Xen {XEN_SERIES_VERSION}",
+            makefile.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Patch file names from the quilt-style `series` file, in order.
+fn read_series(patch_dir: &Path) -> Result<Vec<String>> {
+    let path = patch_dir.join("series");
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
+    let series: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if series.is_empty() {
+        return Err(Failure::new(format!("{} lists no patch", path.display())));
+    }
+    Ok(series)
+}
+
+/// Refuse a tree that already carries our hooks: applying the series to
+/// it would fail half-way, or (worse) build something else than intended.
+/// Every file the series touches is checked for the `remus_ckpt` marker.
+fn check_pristine(src: &Path, patch_dir: &Path, series: &[String]) -> Result<()> {
+    for p in series {
+        let path = patch_dir.join(p);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
+        for target in text.lines().filter_map(|l| l.strip_prefix("+++ b/")) {
+            let target = target.split('\t').next().unwrap_or(target).trim();
+            let file = src.join(target);
+            // A file the series creates does not exist in a pristine tree.
+            let Ok(content) = fs::read_to_string(&file) else {
+                continue;
+            };
+            if content.contains("remus_ckpt") {
+                return Err(Failure::new(format!(
+                    "the tree is already patched: {} mentions remus_ckpt.\n  \
+                     REMUS_CKPT_XEN_SRC must name a pristine tree (scripts/xen-source \
+                     prints one); the build applies patches/xen-{XEN_SERIES_VERSION}/ \
+                     to its own copy",
+                    file.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything that decides the output, so that an unchanged build is
+/// skipped.  Files are identified by content hash, not by mtime.
+fn stamp_text(
+    src: &Path,
+    mode: Mode,
+    manifest: &Path,
+    patch_dir: &Path,
+    series: &[String],
+) -> Result<String> {
+    let mut s = format!("tree={}\nmode={}\n", src.display(), mode.name());
+    let mut add = |path: &Path| -> Result<()> {
+        let data =
+            fs::read(path).map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
+        let _ = writeln!(
+            s,
+            "{} {:016x} {}",
+            path.display(),
+            fnv1a64(&data),
+            data.len()
+        );
+        Ok(())
+    };
+    add(&src.join("xen/Makefile"))?;
+    if mode == Mode::Patched {
+        add(&patch_dir.join("series"))?;
+        for p in series {
+            add(&patch_dir.join(p))?;
+        }
+        for f in CSRC_FILES {
+            add(&manifest.join("csrc").join(f))?;
+        }
+    }
+    Ok(s)
+}
+
+/// FNV-1a: enough to notice a changed input; no dependency needed.
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Compiler flags exactly as debian/rules builds the tools (hardening=+all,
+/// with the source path mapped to "." so the tree's location does not
+/// change the objects), which is what makes the unpatched Build ID match.
+struct Flags {
+    cflags: String,
+    ldflags: String,
+}
+
+fn dpkg_buildflags(var: &str, maint_options: &str, logs: &Path) -> Result<String> {
+    let out = Command::new("dpkg-buildflags")
+        .args(["--get", var])
+        .env("DEB_BUILD_MAINT_OPTIONS", maint_options)
+        .current_dir("/")
+        .output()
+        .map_err(|e| Failure::io("running dpkg-buildflags (apt-get install dpkg-dev)", e))?;
+    if !out.status.success() {
+        let log = logs.join("dpkg-buildflags.log");
+        let _ = fs::write(&log, &out.stderr);
+        return Err(Failure {
+            what: format!("dpkg-buildflags --get {var} failed"),
+            log: Some(log),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn flags(tree: &Path, logs: &Path) -> Result<Flags> {
+    let hardening = "hardening=+all";
+    let cflags = dpkg_buildflags(
+        "CFLAGS",
+        "hardening=+all reproducible=-fixfilepath,-fixdebugpath",
+        logs,
+    )?;
+    let cppflags = dpkg_buildflags("CPPFLAGS", hardening, logs)?;
+    let ldflags = dpkg_buildflags("LDFLAGS", hardening, logs)?;
+    Ok(Flags {
+        cflags: format!("{cflags} -ffile-prefix-map={}=. {cppflags}", tree.display()),
+        ldflags,
+    })
+}
+
+/// Environment of every configure/make step: Debian's, and nothing that
+/// cargo or the caller's shell could leak into the build.
+fn xen_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "CFLAGS",
+        "CPPFLAGS",
+        "LDFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("DEB_BUILD_MAINT_OPTIONS", "hardening=+all")
+        .env("WGET", "/bin/false")
+        .env("GIT", "/bin/false")
+        .env("CC", "x86_64-linux-gnu-gcc")
+        .env("LD", "x86_64-linux-gnu-ld")
+        .env("XEN_COMPILE_ARCH", "x86_64")
+        .env("XEN_TARGET_ARCH", "x86_64")
+}
+
+/// Debian's patches delete configure and config.{sub,guess}: regenerate
+/// them as the package build does, then configure the tools only.
+fn configure(tree: &Path, logs: &Path) -> Result<()> {
+    for f in ["config.sub", "config.guess"] {
+        let from = Path::new("/usr/share/misc").join(f);
+        fs::copy(&from, tree.join(f)).map_err(|e| {
+            Failure::io(
+                format!("copying {} (apt-get install autotools-dev)", from.display()),
+                e,
+            )
+        })?;
+    }
+    let log = logs.join("autoconf.log");
+    run_logged(
+        xen_env(Command::new("autoconf").arg("-f").current_dir(tree)),
+        &log,
+        "autoconf (top level)",
+    )?;
+    run_logged(
+        xen_env(
+            Command::new("autoconf")
+                .arg("-f")
+                .current_dir(tree.join("tools")),
+        ),
+        &log,
+        "autoconf (tools)",
+    )?;
+    run_logged(
+        xen_env(Command::new("autoheader").current_dir(tree.join("tools"))),
+        &log,
+        "autoheader (tools)",
+    )?;
+
+    // debian/rules' configure flags.  ac_cv_header_*=no: Debian's buildd
+    // has no libbz2-dev, liblzo2-dev or valgrind; a host that has them
+    // would otherwise build a different library.
+    run_logged(
+        xen_env(Command::new("./configure").current_dir(tree)).args([
+            "--disable-xen",
+            "--disable-docs",
+            "--disable-stubdom",
+            "--prefix=/usr",
+            "--includedir=/usr/include",
+            "--libdir=/usr/lib/x86_64-linux-gnu",
+            "--with-libexec-libdir-suffix=/x86_64-linux-gnu",
+            "--with-libexec-leaf-dir=xen-4.17",
+            "--sysconfdir=/etc",
+            "--localstatedir=/var",
+            "--disable-ocamltools",
+            "--disable-golang",
+            "--disable-monitors",
+            "--disable-qemu-traditional",
+            "--disable-rombios",
+            "--disable-seabios",
+            "--disable-ipxe",
+            "--disable-xsmpolicy",
+            "--disable-pvshim",
+            "--with-system-qemu=/usr/libexec/xen-qemu-system-i386",
+            "ac_cv_header_bzlib_h=no",
+            "ac_cv_header_lzo_lzo1x_h=no",
+            "ac_cv_header_valgrind_memcheck_h=no",
+        ]),
+        &logs.join("configure.log"),
+        "configure",
+    )
+}
+
+/// tools/include, then the libraries in link order, up to libxenguest.
+fn make_libs(tree: &Path, logs: &Path) -> Result<()> {
+    let f = flags(tree, logs)?;
+    // cargo passes its job count; the jobserver is not handed on.
+    let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "2".to_string());
+    let make = |dir: &str, log: &str| -> Result<()> {
+        run_logged(
+            xen_env(&mut Command::new("make"))
+                .arg("-C")
+                .arg(tree.join(dir))
+                .arg(format!("-j{jobs}"))
+                .args([
+                    "CC=x86_64-linux-gnu-gcc",
+                    "LD=x86_64-linux-gnu-ld",
+                    "XEN_COMPILE_ARCH=x86_64",
+                    "XEN_TARGET_ARCH=x86_64",
+                    "V=1",
+                ])
+                .arg(format!("EXTRA_CFLAGS_XEN_TOOLS={}", f.cflags))
+                .arg(format!("PREPEND_LDFLAGS_XEN_TOOLS={}", f.ldflags)),
+            &logs.join(log),
+            &format!("make -C {dir}"),
+        )
+    };
+    make("tools/include", "make-include.log")?;
+    for lib in LIBS_IN_ORDER {
+        make(&format!("tools/libs/{lib}"), &format!("make-{lib}.log"))?;
+    }
+    Ok(())
+}
+
+/// Publish the library atomically (a reader never sees half a file) with
+/// its SONAME link, build-info.txt and the stamp, which goes last.
+fn install(tree: &Path, src: &Path, mode: Mode, d: &Dirs, stamp: &str) -> Result<()> {
+    let built = tree.join("tools/libs/guest").join(LIB_FILE);
+    fs::create_dir_all(&d.out)
+        .map_err(|e| Failure::io(format!("creating {}", d.out.display()), e))?;
+    let _ = fs::remove_file(d.out.join("inputs.stamp"));
+    let tmp = d.out.join(format!(".{LIB_FILE}.tmp"));
+    fs::copy(&built, &tmp).map_err(|e| Failure::io(format!("copying {}", built.display()), e))?;
+    fs::rename(&tmp, d.out.join(LIB_FILE))
+        .map_err(|e| Failure::io(format!("installing {}", d.out.join(LIB_FILE).display()), e))?;
+    let link = d.out.join(LIB_SONAME);
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(LIB_FILE, &link)
+        .map_err(|e| Failure::io(format!("creating {}", link.display()), e))?;
+    let info = format!(
+        "# Written by build/xen.rs; read by tests/xen_417.rs.\n\
+         mode={}\nsource={}\nbuild_tree={}\nlogs={}\n",
+        mode.name(),
+        src.display(),
+        tree.display(),
+        d.logs.display()
+    );
+    let write = |name: &str, text: &str| -> Result<()> {
+        let path = d.out.join(name);
+        fs::write(&path, text).map_err(|e| Failure::io(format!("writing {}", path.display()), e))
+    };
+    write("build-info.txt", &info)?;
+    write("inputs.stamp", stamp)
+}
+
+fn recreate_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir)
+            .map_err(|e| Failure::io(format!("removing {}", dir.display()), e))?;
+    }
+    fs::create_dir_all(dir).map_err(|e| Failure::io(format!("creating {}", dir.display()), e))
+}
+
+/// Run one step with stdout and stderr appended to `log`.
+fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Failure::io(format!("opening log {}", log.display()), e))
+    };
+    let out = open()?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Failure::io(format!("duplicating log {}", log.display()), e))?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| Failure {
+            what: format!("{what}: cannot run {:?}: {e}", cmd.get_program()),
+            log: None,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure {
+            what: format!("{what} ({status})"),
+            log: Some(log.to_path_buf()),
+        })
+    }
+}
