@@ -129,7 +129,11 @@ fn throughput(records: u64, rounds: usize) -> Result<()> {
         met: "-".into(),
     }
     .print();
-    eprintln!("consumer: {records} records ({} bytes) x {rounds} rounds; CSV in {}", bytes.len(), dir.path().display());
+    eprintln!(
+        "consumer: throughput: {records} records ({} bytes) x {rounds} rounds, median round; CSV file under {}",
+        bytes.len(),
+        std::env::temp_dir().display()
+    );
     Ok(())
 }
 
