@@ -29,6 +29,24 @@ const SECTION: &str = "emitter";
 /// Pipe buffer for the stats FIFO, so a reader descheduled for a moment
 /// (two cores shared with other work) does not turn writes into drops.
 const PIPE_BYTES: i32 = 1 << 20;
+/// Records timed back to back: 1000 lines of ~340 bytes fit the pipe.
+const BATCH: u64 = 1000;
+
+/// Waits (untimed) until the reader has emptied the FIFO `fd` writes to.
+fn wait_empty(fd: i32) -> Result<()> {
+    for _ in 0..100_000 {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on an open pipe fd writes one c_int.
+        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("FIONREAD on the stats FIFO");
+        }
+        if queued == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+    bail!("the drain thread did not empty the stats FIFO")
+}
 
 fn main() -> Result<()> {
     let (rounds, per_round) = if common::quick() { (3, 2_000) } else { (21, 20_000) };
@@ -124,32 +142,52 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
         unsafe { ffi::remus_ckpt_format(&rec, buf.as_mut_ptr().cast(), buf.len()) }
     };
 
+    // Records are timed in batches that fit the pipe buffer; between
+    // batches (untimed) we wait for the reader to empty the pipe, so that
+    // neither side measures EAGAIN fast paths instead of writes.
+    let batches = per_round.div_ceil(BATCH);
+    let empty = || wait_empty(fd);
     let (mut hooks_ns, mut emit_ns, mut write_ns, mut format_ns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hooks_dropped, mut emit_dropped, mut write_failed) = (0u64, 0u64, 0u64);
     let mut i = 0u64;
     for _ in 0..rounds {
         let before = dropped(&ckpt);
-        let t = Instant::now();
-        for _ in 0..per_round {
-            checkpoint(&mut ckpt, i);
-            i += 1;
+        let mut ns = 0u128;
+        for _ in 0..batches {
+            empty()?;
+            let t = Instant::now();
+            for _ in 0..BATCH {
+                checkpoint(&mut ckpt, i);
+                i += 1;
+            }
+            ns += t.elapsed().as_nanos();
         }
-        hooks_ns.push(t.elapsed().as_nanos() as f64 / per_round as f64);
+        hooks_ns.push(ns as f64 / (batches * BATCH) as f64);
         hooks_dropped += dropped(&ckpt) - before;
 
         let before = dropped(&ckpt);
-        let t = Instant::now();
-        for _ in 0..per_round {
-            ckpt.emit();
+        let mut ns = 0u128;
+        for _ in 0..batches {
+            empty()?;
+            let t = Instant::now();
+            for _ in 0..BATCH {
+                ckpt.emit();
+            }
+            ns += t.elapsed().as_nanos();
         }
-        emit_ns.push(t.elapsed().as_nanos() as f64 / per_round as f64);
+        emit_ns.push(ns as f64 / (batches * BATCH) as f64);
         emit_dropped += dropped(&ckpt) - before;
 
-        let t = Instant::now();
-        for _ in 0..per_round {
-            bare_write(&mut write_failed);
+        let mut ns = 0u128;
+        for _ in 0..batches {
+            empty()?;
+            let t = Instant::now();
+            for _ in 0..BATCH {
+                bare_write(&mut write_failed);
+            }
+            ns += t.elapsed().as_nanos();
         }
-        write_ns.push(t.elapsed().as_nanos() as f64 / per_round as f64);
+        write_ns.push(ns as f64 / (batches * BATCH) as f64);
 
         let t = Instant::now();
         for _ in 0..per_round {
@@ -162,7 +200,7 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let drained_bytes = reader.join().map_err(|_| anyhow::anyhow!("drain thread panicked"))??;
 
-    let total = rounds as u64 * per_round;
+    let total = rounds as u64 * batches * BATCH;
     let base = median(&write_ns);
     let note = |d: u64| if d > 0 { format!("; {d} of {total} not written (pipe full)") } else { String::new() };
     for (case, ns, drops) in [
@@ -194,7 +232,8 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
     }
     .print();
     eprintln!(
-        "emitter: {rounds} rounds x {per_round} records each, {} line bytes, {drained_bytes} bytes drained",
+        "emitter: {rounds} rounds x {} records each (batches of {BATCH}, pipe emptied between batches), {} line bytes, {drained_bytes} bytes drained",
+        batches * BATCH,
         line.len()
     );
     Ok(())
