@@ -105,13 +105,20 @@ fn main() -> Result<()> {
             let beaten_by: Vec<String> =
                 fixed.iter().filter(|(_, f)| f.dominates(&q)).map(|(ms, _)| format!("{ms} ms")).collect();
             let beaten_by = if beaten_by.is_empty() { "none".to_string() } else { beaten_by.join(", ") };
+            let same_safety = match fixed_equivalent_ms(&fixed, q.within_lmax_pct) {
+                Some(ms) => format!("{:.2}x the fixed interval at equal safety ({ms:.0} ms)", q.mean_interval_ms / ms),
+                None => "safer than every fixed interval".into(),
+            };
             let targeted = TARGETED.contains(&name.as_str());
             Row {
                 section: SECTION,
                 case: &format!("{name}: {spec}"),
                 value: q.show(),
                 baseline: "fixed 10..400 ms above".into(),
-                vs_baseline: format!("dominates {dominated}/{} fixed; dominated by {beaten_by}", FIXED_MS.len()),
+                vs_baseline: format!(
+                    "dominates {dominated}/{} fixed; dominated by {beaten_by}; {same_safety}",
+                    FIXED_MS.len()
+                ),
                 target: if targeted { "dominate every fixed" } else { "(informational)" },
                 met: match (targeted, not.is_empty()) {
                     (_, true) => "met".into(),
@@ -121,8 +128,75 @@ fn main() -> Result<()> {
             }
             .print();
         }
+        if std::env::var_os("BENCH_SWEEP").is_some() {
+            sweep(&name, &domain, duration_s, &policy, &fixed)?;
+        }
     }
     Ok(())
+}
+
+/// `BENCH_SWEEP=1`: non-default parameters of the adaptive policies, to
+/// see whether the defaults are a reasonable choice (informational rows).
+fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fixed: &[(u64, Quality)]) -> Result<()> {
+    let mib = |n: u64| remus_ckpt::units::Bytes(n << 20);
+    let ms = |n: u64| Millis(std::time::Duration::from_millis(n));
+    let mut variants: Vec<(String, PolicyArgs)> = Vec::new();
+    for t in [6, 8, 12, 14] {
+        variants.push((format!("target --target {t}MiB"), PolicyArgs { policy: PolicyKind::Target, target: Some(mib(t)), ..defaults.clone() }));
+    }
+    for tmax in [200, 400] {
+        variants.push((format!("target --tmax {tmax}ms"), PolicyArgs { policy: PolicyKind::Target, tmax: ms(tmax), ..defaults.clone() }));
+    }
+    for lmin in [8, 12] {
+        variants.push((format!("threshold --lmin {lmin}MiB"), PolicyArgs { policy: PolicyKind::Threshold, lmin: mib(lmin), ..defaults.clone() }));
+    }
+    for tmax in [200, 400] {
+        variants.push((format!("threshold --tmax {tmax}ms"), PolicyArgs { policy: PolicyKind::Threshold, tmax: ms(tmax), ..defaults.clone() }));
+    }
+    variants.push((
+        "threshold --lmin 12MiB --decrease 0.25".into(),
+        PolicyArgs { policy: PolicyKind::Threshold, lmin: mib(12), decrease: 0.25, ..defaults.clone() },
+    ));
+    for (label, args) in variants {
+        let spec = PolicySpec { kind: args.policy, interval: None };
+        let q = run(domain, duration_s, &args, &spec)?;
+        let dominated = fixed.iter().filter(|(_, f)| q.dominates(f)).count();
+        let beaten_by: Vec<String> = fixed.iter().filter(|(_, f)| f.dominates(&q)).map(|(ms, _)| format!("{ms} ms")).collect();
+        let same_safety = fixed_equivalent_ms(fixed, q.within_lmax_pct)
+            .map_or("safer than every fixed".into(), |f| format!("{:.2}x at equal safety", q.mean_interval_ms / f));
+        Row {
+            section: SECTION,
+            case: &format!("{name}: sweep {label}"),
+            value: q.show(),
+            baseline: "fixed 10..400 ms above".into(),
+            vs_baseline: format!(
+                "dominates {dominated}/{}; dominated by {}; {same_safety}",
+                fixed.len(),
+                if beaten_by.is_empty() { "none".into() } else { beaten_by.join(", ") }
+            ),
+            target: "(sweep, informational)",
+            met: "-".into(),
+        }
+        .print();
+    }
+    Ok(())
+}
+
+/// The fixed interval that would give `pct` % of sizes <= Lmax on this
+/// workload: linear between the measured fixed intervals (the share falls
+/// as the interval grows); the longest measured one when several reach
+/// `pct`. `None` when no fixed interval is that safe.
+fn fixed_equivalent_ms(fixed: &[(u64, Quality)], pct: f64) -> Option<f64> {
+    let safe: Vec<&(u64, Quality)> = fixed.iter().filter(|(_, q)| q.within_lmax_pct >= pct).collect();
+    let &(ms_a, qa) = *safe.last()?;
+    let next = fixed.iter().find(|(ms, _)| *ms > ms_a);
+    Some(match next {
+        Some(&(ms_b, qb)) if qa.within_lmax_pct > pct && qb.within_lmax_pct < pct => {
+            let f = (qa.within_lmax_pct - pct) / (qa.within_lmax_pct - qb.within_lmax_pct);
+            ms_a as f64 + f * (ms_b - ms_a) as f64
+        }
+        _ => ms_a as f64,
+    })
 }
 
 fn run(domain: &Domain, duration_s: f64, policy: &PolicyArgs, spec: &PolicySpec) -> Result<Quality> {
