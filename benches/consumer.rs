@@ -73,7 +73,10 @@ fn record(seq: u64, cmd_interval_ms: u32, period_ns: u64, bytes_sent: u64) -> Re
 }
 
 fn controller(kind: PolicyKind) -> Result<Controller> {
-    let args = PolicyArgs { policy: kind, ..PolicyArgs::default() };
+    let args = PolicyArgs {
+        policy: kind,
+        ..PolicyArgs::default()
+    };
     Ok(Controller::new(args.build()?, SizeMetric::Wire))
 }
 
@@ -116,7 +119,13 @@ fn throughput(records: u64, rounds: usize) -> Result<()> {
         baseline: baseline.clone(),
         vs_baseline: format!("{:.1}% of split", 100.0 * full / base),
         target: ">= 500000 rec/s",
-        met: verdict(full >= 500_000.0, || format!("by {:.0} rec/s, {:.0}% short", 500_000.0 - full, 100.0 * (1.0 - full / 500_000.0))),
+        met: verdict(full >= 500_000.0, || {
+            format!(
+                "by {:.0} rec/s, {:.0}% short",
+                500_000.0 - full,
+                100.0 * (1.0 - full / 500_000.0)
+            )
+        }),
     }
     .print();
     Row {
@@ -243,7 +252,9 @@ fn latency(records: u64) -> Result<()> {
             &format!(" t_suspend={} ", BASE_NS + t_ns),
         );
         let t0 = Instant::now();
-        stats_writer.write_all(line.as_bytes()).context("write to the stats FIFO")?;
+        stats_writer
+            .write_all(line.as_bytes())
+            .context("write to the stats FIFO")?;
         match read_control(&mut ctl_reader, 500)? {
             Some(ms) => {
                 latencies_ns.push(t0.elapsed().as_nanos() as f64);
@@ -253,23 +264,41 @@ fn latency(records: u64) -> Result<()> {
         }
     }
     drop(stats_writer);
-    let outcome = consumer.join().map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+    let outcome = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     stop.store(true, Ordering::Relaxed);
     source.join().map_err(|_| anyhow::anyhow!("stats reader panicked"))??;
 
     let echo_ns = echo_latencies_ns(records)?;
     let stats3 = |v: &[f64]| {
         let s = sorted(v);
-        (percentile(&s, 50.0), percentile(&s, 99.0), s.last().copied().unwrap_or(f64::NAN))
+        (
+            percentile(&s, 50.0),
+            percentile(&s, 99.0),
+            s.last().copied().unwrap_or(f64::NAN),
+        )
     };
     let (p50, p99, max) = stats3(&latencies_ns);
     let (e50, e99, emax) = stats3(&echo_ns);
-    let answered = if missing > 0 { format!("; {missing} record(s) without a control line") } else { String::new() };
+    let answered = if missing > 0 {
+        format!("; {missing} record(s) without a control line")
+    } else {
+        String::new()
+    };
     Row {
         section: SECTION,
-        case: &format!("record in -> control line out, real FIFOs, threaded pipeline::run; p50/p99/max ms (n={})", latencies_ns.len()),
+        case: &format!(
+            "record in -> control line out, real FIFOs, threaded pipeline::run; p50/p99/max ms (n={})",
+            latencies_ns.len()
+        ),
         value: format!("{:.3} / {:.3} / {:.3}", p50 / 1e6, p99 / 1e6, max / 1e6),
-        baseline: format!("{:.3} / {:.3} / {:.3} (echo thread, same FIFOs)", e50 / 1e6, e99 / 1e6, emax / 1e6),
+        baseline: format!(
+            "{:.3} / {:.3} / {:.3} (echo thread, same FIFOs)",
+            e50 / 1e6,
+            e99 / 1e6,
+            emax / 1e6
+        ),
         vs_baseline: format!("p99 {:+.3} ms{answered}", (p99 - e99) / 1e6),
         target: "p99 <= 1 ms",
         met: verdict(p99 <= 1e6 && missing == 0, || {
@@ -311,7 +340,9 @@ fn echo_latencies_ns(records: u64) -> Result<Vec<f64>> {
                 }
                 match stats_reader.read(&mut buf) {
                     Ok(0) => return Ok(()),
-                    Ok(_) => ctl_writer.write_all(b"interval_ms=20\n").context("echo a control line")?,
+                    Ok(_) => ctl_writer
+                        .write_all(b"interval_ms=20\n")
+                        .context("echo a control line")?,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e).context("read the stats FIFO"),
                 }
@@ -322,7 +353,9 @@ fn echo_latencies_ns(records: u64) -> Result<Vec<f64>> {
     let mut latencies_ns = Vec::with_capacity(records as usize);
     for _ in 0..records {
         let t0 = Instant::now();
-        stats_writer.write_all(line.as_bytes()).context("write to the stats FIFO")?;
+        stats_writer
+            .write_all(line.as_bytes())
+            .context("write to the stats FIFO")?;
         if read_control(&mut ctl_reader, 500)?.is_some() {
             latencies_ns.push(t0.elapsed().as_nanos() as f64);
         }

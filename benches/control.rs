@@ -50,7 +50,10 @@ impl Quality {
     }
 
     fn show(&self) -> String {
-        format!("{:.1}% <= Lmax, mean {:.1} ms", self.within_lmax_pct, self.mean_interval_ms)
+        format!(
+            "{:.1}% <= Lmax, mean {:.1} ms",
+            self.within_lmax_pct, self.mean_interval_ms
+        )
     }
 }
 
@@ -66,7 +69,12 @@ fn main() -> Result<()> {
         policy.tmin.0.as_millis(),
         policy.tmax.0.as_millis()
     );
-    for kind in [WorkloadKind::Steady, WorkloadKind::Bursty, WorkloadKind::Phases, WorkloadKind::Ramp] {
+    for kind in [
+        WorkloadKind::Steady,
+        WorkloadKind::Bursty,
+        WorkloadKind::Phases,
+        WorkloadKind::Ramp,
+    ] {
         let name = kind.to_string();
         let mut args = defaults.workload.clone();
         args.workload = kind;
@@ -102,11 +110,21 @@ fn main() -> Result<()> {
             let dominated = FIXED_MS.len() - not.len();
             // The weaker question: is the policy on the trade-off frontier
             // the fixed intervals draw, or is some fixed interval better?
-            let beaten_by: Vec<String> =
-                fixed.iter().filter(|(_, f)| f.dominates(&q)).map(|(ms, _)| format!("{ms} ms")).collect();
-            let beaten_by = if beaten_by.is_empty() { "none".to_string() } else { beaten_by.join(", ") };
+            let beaten_by: Vec<String> = fixed
+                .iter()
+                .filter(|(_, f)| f.dominates(&q))
+                .map(|(ms, _)| format!("{ms} ms"))
+                .collect();
+            let beaten_by = if beaten_by.is_empty() {
+                "none".to_string()
+            } else {
+                beaten_by.join(", ")
+            };
             let same_safety = match fixed_equivalent_ms(&fixed, q.within_lmax_pct) {
-                Some(ms) => format!("{:.2}x the fixed interval at equal safety ({ms:.0} ms)", q.mean_interval_ms / ms),
+                Some(ms) => format!(
+                    "{:.2}x the fixed interval at equal safety ({ms:.0} ms)",
+                    q.mean_interval_ms / ms
+                ),
                 None => "safer than every fixed interval".into(),
             };
             let targeted = TARGETED.contains(&name.as_str());
@@ -119,7 +137,11 @@ fn main() -> Result<()> {
                     "dominates {dominated}/{} fixed; dominated by {beaten_by}; {same_safety}",
                     FIXED_MS.len()
                 ),
-                target: if targeted { "dominate every fixed" } else { "(informational)" },
+                target: if targeted {
+                    "dominate every fixed"
+                } else {
+                    "(informational)"
+                },
                 met: match (targeted, not.is_empty()) {
                     (_, true) => "met".into(),
                     (true, false) => format!("MISSED: not over {}", not.join(", ")),
@@ -142,28 +164,69 @@ fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fi
     let ms = |n: u64| Millis(std::time::Duration::from_millis(n));
     let mut variants: Vec<(String, PolicyArgs)> = Vec::new();
     for t in [6, 8, 12, 14] {
-        variants.push((format!("target --target {t}MiB"), PolicyArgs { policy: PolicyKind::Target, target: Some(mib(t)), ..defaults.clone() }));
+        variants.push((
+            format!("target --target {t}MiB"),
+            PolicyArgs {
+                policy: PolicyKind::Target,
+                target: Some(mib(t)),
+                ..defaults.clone()
+            },
+        ));
     }
     for tmax in [200, 400] {
-        variants.push((format!("target --tmax {tmax}ms"), PolicyArgs { policy: PolicyKind::Target, tmax: ms(tmax), ..defaults.clone() }));
+        variants.push((
+            format!("target --tmax {tmax}ms"),
+            PolicyArgs {
+                policy: PolicyKind::Target,
+                tmax: ms(tmax),
+                ..defaults.clone()
+            },
+        ));
     }
     for lmin in [8, 12] {
-        variants.push((format!("threshold --lmin {lmin}MiB"), PolicyArgs { policy: PolicyKind::Threshold, lmin: mib(lmin), ..defaults.clone() }));
+        variants.push((
+            format!("threshold --lmin {lmin}MiB"),
+            PolicyArgs {
+                policy: PolicyKind::Threshold,
+                lmin: mib(lmin),
+                ..defaults.clone()
+            },
+        ));
     }
     for tmax in [200, 400] {
-        variants.push((format!("threshold --tmax {tmax}ms"), PolicyArgs { policy: PolicyKind::Threshold, tmax: ms(tmax), ..defaults.clone() }));
+        variants.push((
+            format!("threshold --tmax {tmax}ms"),
+            PolicyArgs {
+                policy: PolicyKind::Threshold,
+                tmax: ms(tmax),
+                ..defaults.clone()
+            },
+        ));
     }
     variants.push((
         "threshold --lmin 12MiB --decrease 0.25".into(),
-        PolicyArgs { policy: PolicyKind::Threshold, lmin: mib(12), decrease: 0.25, ..defaults.clone() },
+        PolicyArgs {
+            policy: PolicyKind::Threshold,
+            lmin: mib(12),
+            decrease: 0.25,
+            ..defaults.clone()
+        },
     ));
     for (label, args) in variants {
-        let spec = PolicySpec { kind: args.policy, interval: None };
+        let spec = PolicySpec {
+            kind: args.policy,
+            interval: None,
+        };
         let q = run(domain, duration_s, &args, &spec)?;
         let dominated = fixed.iter().filter(|(_, f)| q.dominates(f)).count();
-        let beaten_by: Vec<String> = fixed.iter().filter(|(_, f)| f.dominates(&q)).map(|(ms, _)| format!("{ms} ms")).collect();
-        let same_safety = fixed_equivalent_ms(fixed, q.within_lmax_pct)
-            .map_or("safer than every fixed".into(), |f| format!("{:.2}x at equal safety", q.mean_interval_ms / f));
+        let beaten_by: Vec<String> = fixed
+            .iter()
+            .filter(|(_, f)| f.dominates(&q))
+            .map(|(ms, _)| format!("{ms} ms"))
+            .collect();
+        let same_safety = fixed_equivalent_ms(fixed, q.within_lmax_pct).map_or("safer than every fixed".into(), |f| {
+            format!("{:.2}x at equal safety", q.mean_interval_ms / f)
+        });
         Row {
             section: SECTION,
             case: &format!("{name}: sweep {label}"),
@@ -172,7 +235,11 @@ fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fi
             vs_baseline: format!(
                 "dominates {dominated}/{}; dominated by {}; {same_safety}",
                 fixed.len(),
-                if beaten_by.is_empty() { "none".into() } else { beaten_by.join(", ") }
+                if beaten_by.is_empty() {
+                    "none".into()
+                } else {
+                    beaten_by.join(", ")
+                }
             ),
             target: "(sweep, informational)",
             met: "-".into(),
@@ -203,22 +270,36 @@ fn run(domain: &Domain, duration_s: f64, policy: &PolicyArgs, spec: &PolicySpec)
     let mut controller = Controller::new(policy.build_spec(spec)?, policy.size_metric);
     let lmax_bytes = policy.lmax.0;
     let (mut n, mut within, mut period_sum_ms, mut periods) = (0u64, 0u64, 0.0, 0u64);
-    drive::run_virtual(domain, duration_s, &mut controller, |_, _| Default::default(), |row| {
-        if row.live == 0 {
-            n += 1;
-            if row.size_bytes <= lmax_bytes {
-                within += 1;
+    drive::run_virtual(
+        domain,
+        duration_s,
+        &mut controller,
+        |_, _| Default::default(),
+        |row| {
+            if row.live == 0 {
+                n += 1;
+                if row.size_bytes <= lmax_bytes {
+                    within += 1;
+                }
+                if row.period_ms > 0.0 {
+                    period_sum_ms += row.period_ms;
+                    periods += 1;
+                }
             }
-            if row.period_ms > 0.0 {
-                period_sum_ms += row.period_ms;
-                periods += 1;
-            }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .with_context(|| format!("virtual run of {spec}"))?;
     Ok(Quality {
-        within_lmax_pct: if n == 0 { f64::NAN } else { 100.0 * within as f64 / n as f64 },
-        mean_interval_ms: if periods == 0 { f64::NAN } else { period_sum_ms / periods as f64 },
+        within_lmax_pct: if n == 0 {
+            f64::NAN
+        } else {
+            100.0 * within as f64 / n as f64
+        },
+        mean_interval_ms: if periods == 0 {
+            f64::NAN
+        } else {
+            period_sum_ms / periods as f64
+        },
     })
 }

@@ -121,7 +121,10 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
     for i in 0..1000 {
         checkpoint(&mut ckpt, i);
     }
-    let line = ckpt.last().and_then(|r| ffi::format_record(&r)).context("the C formatter refused a record")?;
+    let line = ckpt
+        .last()
+        .and_then(|r| ffi::format_record(&r))
+        .context("the C formatter refused a record")?;
     let line = line.as_bytes();
 
     let writer: File = fifo::open_writer(&path)?.context("no reader on the stats FIFO")?;
@@ -202,10 +205,24 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
 
     let total = rounds as u64 * batches * BATCH;
     let base = median(&write_ns);
-    let note = |d: u64| if d > 0 { format!("; {d} of {total} not written (pipe full)") } else { String::new() };
+    let note = |d: u64| {
+        if d > 0 {
+            format!("; {d} of {total} not written (pipe full)")
+        } else {
+            String::new()
+        }
+    };
     for (case, ns, drops) in [
-        ("ns/record, full hook set (gate no interval, 3 marks, dirty, wrote, emit) vs bare write(2)", median(&hooks_ns), hooks_dropped),
-        ("ns/record, remus_ckpt_emit alone vs bare write(2)", median(&emit_ns), emit_dropped),
+        (
+            "ns/record, full hook set (gate no interval, 3 marks, dirty, wrote, emit) vs bare write(2)",
+            median(&hooks_ns),
+            hooks_dropped,
+        ),
+        (
+            "ns/record, remus_ckpt_emit alone vs bare write(2)",
+            median(&emit_ns),
+            emit_dropped,
+        ),
     ] {
         let ratio = ns / base;
         Row {
@@ -215,7 +232,9 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
             baseline: format!("{base:.0} ns{}", note(write_failed)),
             vs_baseline: format!("{ratio:.2}x"),
             target: "<= 2x bare write",
-            met: verdict(ratio <= 2.0, || format!("by {:.2}x, {:.0} ns over", ratio - 2.0, ns - 2.0 * base)),
+            met: verdict(ratio <= 2.0, || {
+                format!("by {:.2}x, {:.0} ns over", ratio - 2.0, ns - 2.0 * base)
+            }),
         }
         .print();
     }
@@ -251,7 +270,11 @@ fn allocations() -> Result<()> {
         met,
     };
     match count_allocations(1000) {
-        Ok(per_record) => row(format!("{per_record}"), verdict(per_record == 0.0, || format!("{per_record} per record"))).print(),
+        Ok(per_record) => row(
+            format!("{per_record}"),
+            verdict(per_record == 0.0, || format!("{per_record} per record")),
+        )
+        .print(),
         Err(e) => row("not measured".into(), format!("not measured: {e:#}")).print(),
     }
     Ok(())
@@ -262,7 +285,16 @@ fn count_allocations(k: u64) -> Result<f64> {
     let dir = tempfile::tempdir().context("temporary directory")?;
     let exe = dir.path().join("alloc_driver");
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-O2", "-g", "-std=c99", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-I"])
+        .args([
+            "-O2",
+            "-g",
+            "-std=c99",
+            "-D_GNU_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+        ])
         .arg(root.join("csrc"))
         .arg(root.join("csrc/remus_ckpt.c"))
         .arg(root.join("benches/c/alloc_driver.c"))
@@ -292,7 +324,12 @@ fn count_allocations(k: u64) -> Result<f64> {
         }
         allocs.push(parse_allocs(&stderr).with_context(|| format!("no heap summary in valgrind output: {stderr}"))?);
     }
-    eprintln!("emitter: valgrind total heap usage: {} allocs for {k} checkpoints, {} for {}", allocs[0], allocs[1], 2 * k);
+    eprintln!(
+        "emitter: valgrind total heap usage: {} allocs for {k} checkpoints, {} for {}",
+        allocs[0],
+        allocs[1],
+        2 * k
+    );
     Ok((allocs[1] as f64 - allocs[0] as f64) / k as f64)
 }
 

@@ -49,7 +49,9 @@ fn main() -> Result<()> {
                 })
                 .context("spawn the gate thread")?;
             let gate = gate.join().map_err(|_| anyhow::anyhow!("gate thread panicked"))?;
-            let base = baseline.join().map_err(|_| anyhow::anyhow!("baseline thread panicked"))?;
+            let base = baseline
+                .join()
+                .map_err(|_| anyhow::anyhow!("baseline thread panicked"))?;
             match (gate, base) {
                 (Ok(gate), Ok(base)) => report(interval_ms, realtime, &gate, &base),
                 (Err(e), _) | (_, Err(e)) if realtime => {
@@ -155,7 +157,11 @@ fn ms(ns: f64) -> String {
 fn report(interval_ms: u32, realtime: bool, gate_ns: &[i64], base_ns: &[i64]) {
     let stats = |v: &[i64]| {
         let s = sorted(&v.iter().map(|&x| x as f64).collect::<Vec<_>>());
-        (percentile(&s, 50.0), percentile(&s, 99.0), s.last().copied().unwrap_or(f64::NAN))
+        (
+            percentile(&s, 50.0),
+            percentile(&s, 99.0),
+            s.last().copied().unwrap_or(f64::NAN),
+        )
     };
     let (g50, g99, gmax) = stats(gate_ns);
     let (b50, b99, bmax) = stats(base_ns);
@@ -170,7 +176,11 @@ fn report(interval_ms: u32, realtime: bool, gate_ns: &[i64], base_ns: &[i64]) {
         value: format!("{} / {} / {}", ms(g50), ms(g99), ms(gmax)),
         baseline: format!("{} / {} / {} (clock_nanosleep)", ms(b50), ms(b99), ms(bmax)),
         vs_baseline: format!("p99 {:+.3} ms", (g99 - b99) / 1e6),
-        target: if realtime { "p99 <= 1 ms (informational)" } else { "p99 <= 1 ms" },
+        target: if realtime {
+            "p99 <= 1 ms (informational)"
+        } else {
+            "p99 <= 1 ms"
+        },
         met: verdict(g99 <= 1e6, || format!("by {} ms", ms(g99 - 1e6))),
     }
     .print();
