@@ -157,3 +157,35 @@ fn bad_arguments_are_named() {
     let out = Command::new(BIN).args(["simulate", "--disk", "drbd:r0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("drbd:sim"));
 }
+
+#[test]
+fn simulated_drbd_disk_counts_and_total_metric_steers_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["--fast", "--workload", "phases", "--phase", "10s", "--duration", "30s", "--disk", "drbd:sim", "--disk-rate", "128MiB"];
+    let (wire, _) = simulate(dir.path(), "wire.csv", &[&common[..], &["--size-metric", "wire"]].concat());
+    let (total, _) = simulate(dir.path(), "total.csv", &[&common[..], &["--size-metric", "total"]].concat());
+
+    // disk_bytes is in the CSV, and heavier in the high phase.
+    let per_s = |rows: &[Row], from: f64, to: f64| {
+        let sel: Vec<&Row> = rows.iter().filter(|r| r.live == 0 && r.t_s >= from && r.t_s < to).collect();
+        sel.iter().map(|r| r.disk_bytes as f64).sum::<f64>() / (to - from)
+    };
+    let (low, high) = (per_s(&total, 2.0, 8.0), per_s(&total, 12.0, 18.0));
+    assert!(low > 0.0, "disk bytes in the low phase");
+    assert!(high > 10.0 * low, "disk-heavy high phase: {high} vs {low} bytes/s");
+    for r in total.iter().filter(|r| r.live == 0) {
+        assert_eq!(r.size_bytes, r.bytes_sent + r.disk_bytes, "total = wire + disk");
+    }
+    for r in wire.iter().filter(|r| r.live == 0) {
+        assert_eq!(r.size_bytes, r.bytes_sent);
+    }
+
+    // Counting the disk, the policy checkpoints more often in the high phase.
+    let median_interval = |rows: &[Row]| {
+        let mut v: Vec<u64> = rows.iter().filter(|r| r.t_s >= 12.0 && r.t_s < 18.0).map(|r| r.next_interval_ms).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (mi_wire, mi_total) = (median_interval(&wire), median_interval(&total));
+    assert!(mi_total < mi_wire, "total should shorten the interval: wire {mi_wire} ms, total {mi_total} ms");
+}
