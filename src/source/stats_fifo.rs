@@ -89,8 +89,11 @@ impl LineParser {
 /// closes), sending each record to `tx`. Malformed lines are reported on
 /// stderr with their line number and skipped.
 pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
+    read_from(path, None, on_eof, stop, tx)
+}
+
+fn read_from(path: &Path, mut file: Option<File>, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
     let mut parser = LineParser::default();
-    let mut file: Option<File> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut had_writer = false;
     loop {
@@ -154,16 +157,19 @@ pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Reco
     }
 }
 
-/// Spawns [`read_fifo`] on its own thread.
+/// Spawns [`read_fifo`] on its own thread. The FIFO is opened before this
+/// returns (when it exists), so a writer starting right after is not
+/// dropped for want of a reader.
 pub fn spawn(
     path: PathBuf,
     on_eof: OnEof,
     stop: Arc<AtomicBool>,
     tx: Sender<Record>,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let file = fifo::open_reader(&path).ok();
     std::thread::Builder::new()
         .name("stats-reader".into())
-        .spawn(move || read_fifo(&path, on_eof, &stop, &tx))
+        .spawn(move || read_from(&path, file, on_eof, &stop, &tx))
         .context("cannot start the stats reader thread")
 }
 
