@@ -159,3 +159,28 @@ fn run_explains_what_is_missing() {
     let out = Command::new(BIN).args(["run", "--csv", "x.csv", "--", "xl", "migrate", "g", "h"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("remus"));
 }
+
+#[test]
+fn doctor_names_each_problem_and_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("wide.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor", "--lib-dir"])
+        .arg(dir.path())
+        .arg("--helper")
+        .arg(dir.path().join("no-such-helper"))
+        .arg("--fifo")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL  save helper") && text.contains("xen-utils-4.17"), "{text}");
+    assert!(text.contains("no libxenguest.so.4.17 in"), "{text}");
+    assert!(text.contains("mode 666") && text.contains("0600"), "{text}");
+    assert!(text.contains("check(s) failed"), "{text}");
+}
