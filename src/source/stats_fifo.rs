@@ -47,33 +47,44 @@ pub struct Malformed {
 /// Longest line kept; record lines are at most 512 bytes.
 const MAX_LINE: usize = 4096;
 
+/// One complete line (newline included); `None` for a blank one.
+fn parse_bytes(line: &[u8], line_no: u64) -> Option<Result<Record, Malformed>> {
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(record::parse_line(&text).map_err(|error| Malformed { line_no, error }))
+}
+
 impl LineParser {
     /// Feeds bytes; returns what complete lines parsed to, in order.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Record, Malformed>> {
         let mut out = Vec::new();
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
-            if self.partial.len() < MAX_LINE {
-                let room = MAX_LINE - self.partial.len();
+            if !chunk.ends_with(b"\n") {
+                // A line still being written: keep it (bounded) for later.
+                let room = MAX_LINE.saturating_sub(self.partial.len());
                 self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                continue;
             }
-            if chunk.ends_with(b"\n") {
-                self.line_no += 1;
-                let text = String::from_utf8_lossy(&self.partial);
-                let parsed = if text.trim().is_empty() {
-                    None
-                } else {
-                    Some(record::parse_line(&text).map_err(|error| Malformed {
-                        line_no: self.line_no,
-                        error,
-                    }))
-                };
+            self.line_no += 1;
+            let parsed = if self.partial.is_empty() {
+                parse_bytes(chunk, self.line_no)
+            } else {
+                let room = MAX_LINE.saturating_sub(self.partial.len());
+                self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let parsed = parse_bytes(&self.partial, self.line_no);
                 self.partial.clear();
-                if let Some(p) = parsed {
-                    if p.is_err() {
-                        self.malformed += 1;
-                    }
-                    out.push(p);
+                parsed
+            };
+            if let Some(p) = parsed {
+                if p.is_err() {
+                    self.malformed += 1;
                 }
+                out.push(p);
             }
         }
         out
