@@ -12,6 +12,10 @@
 //!     cargo test --test xen_versions -- --show-output
 //! ```
 //!
+//! With `XEN_CHECK_FULL=1` the script also links libxenguest for trees
+//! with tools/libs/guest (4.15 and later) and compares its exported
+//! symbols with the same build without the series.
+//!
 //! `every_given_tree_applies_and_compiles` checks each given tree and
 //! prints `SKIPPED: <version> (no tree given)` for each release of
 //! [`RELEASES`] that was not given (with `REMUS_CKPT_XEN_REQUIRE=1` a
@@ -163,10 +167,17 @@ fn every_given_tree_applies_and_compiles() {
     for (tree, c) in &checks {
         let get = |k: &str| c.result.get(k).cloned().unwrap_or_else(|| "-".into());
         let version = get("version");
+        // XEN_CHECK_FULL=1 (passed on to the script) links libxenguest
+        // for trees with tools/libs/guest and compares its ABI.
+        let linked = match get("full").as_str() {
+            "yes" => "libxenguest linked, ABI = unpatched (XEN_CHECK_FULL=1)",
+            "no" => "libxenguest build FAILED (XEN_CHECK_FULL=1)",
+            _ => "not tried",
+        };
         let full_build = if full.contains(&version) {
-            "Debian 4.17.5 tree: yes (tests/xen_417.rs); this tree: compile check"
+            format!("cargo build: Debian 4.17.5 tree (tests/xen_417.rs); this tree: {linked}")
         } else {
-            "no (compile check)"
+            format!("cargo build: compile check; {linked}")
         };
         println!(
             "| {} | {} | {} | {} | {} | {} |",
