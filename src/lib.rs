@@ -24,3 +24,4 @@ pub mod report;
 pub mod plot;
 
 pub mod cli;
+pub mod cmd;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::disk::{DiskDelta, DiskMeter};
 use crate::policy::{Observation, Policy};
 use crate::record::Record;
 use crate::row::Row;
@@ -24,14 +25,6 @@ use crate::sink::control::{ControlWriter, Delivery};
 use crate::sink::csv::CsvSink;
 use crate::sink::status::StatusLine;
 use crate::size::{CheckpointSize, SizeMetric};
-
-/// Disk bytes of one checkpoint's epoch, from a disk replication source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DiskEpoch {
-    pub disk_bytes: u64,
-    pub drbd_deferred: Option<u64>,
-    pub drbd_checkpoints: Option<u64>,
-}
 
 /// What the controller made of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +69,7 @@ impl Controller {
         self.wanted_ms
     }
 
-    pub fn on_record(&mut self, rec: &Record, disk: DiskEpoch) -> Step {
+    pub fn on_record(&mut self, rec: &Record, disk: DiskDelta) -> Step {
         let gap = match self.prev_seq {
             Some(prev) if rec.seq > prev + 1 => rec.seq - prev - 1,
             _ => 0,
@@ -130,11 +123,6 @@ impl Controller {
     }
 }
 
-/// Something that yields the disk bytes of each checkpoint's epoch.
-pub trait DiskSampler: Send {
-    fn on_checkpoint(&mut self) -> DiskEpoch;
-}
-
 /// How to run the threaded consumer.
 pub struct Config {
     pub controller: Controller,
@@ -143,7 +131,8 @@ pub struct Config {
     pub csv: Option<PathBuf>,
     /// Control FIFO to steer through; `None` only observes.
     pub control: Option<PathBuf>,
-    pub disk: Option<Box<dyn DiskSampler>>,
+    /// Disk replication counters (`--disk`); `None`: memory only.
+    pub disk: Option<DiskMeter>,
     pub quiet: bool,
 }
 
@@ -290,7 +279,7 @@ fn spawn_sink(csv: Option<PathBuf>, lmax_bytes: u64, quiet: bool, rx: Receiver<S
         .name("sink".into())
         .spawn(move || {
             let mut status = StatusLine::new(lmax_bytes, quiet);
-            for msg in rx {
+            for msg in &rx {
                 match msg {
                     SinkMsg::Row(row) => {
                         if let Some(csv) = &mut csv {
@@ -299,6 +288,13 @@ fn spawn_sink(csv: Option<PathBuf>, lmax_bytes: u64, quiet: bool, rx: Receiver<S
                         status.update(&row);
                     }
                     SinkMsg::Note(text) => status.message(&text),
+                }
+                // Rows reach the file as soon as none is waiting: each one
+                // is on disk within a checkpoint, and a burst is one write.
+                if rx.is_empty() {
+                    if let Some(csv) = &mut csv {
+                        csv.flush()?;
+                    }
                 }
             }
             status.finish();
@@ -336,17 +332,17 @@ mod tests {
     fn rows_and_commands() {
         let mut c = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Wire);
         assert_eq!(c.initial_interval_ms(), 200);
-        let s0 = c.on_record(&rec(0, 1000, 100 << 20, 0), DiskEpoch::default());
+        let s0 = c.on_record(&rec(0, 1000, 100 << 20, 0), DiskDelta::default());
         assert_eq!(s0.row.period_ms, 0.0);
         assert_eq!(s0.row.live, 1);
         assert_eq!(s0.command_ms, Some(200), "save side has no interval yet");
-        let s1 = c.on_record(&rec(1, 1200, 32 << 20, 200), DiskEpoch::default());
+        let s1 = c.on_record(&rec(1, 1200, 32 << 20, 200), DiskDelta::default());
         assert_eq!(s1.row.period_ms, 200.0);
         assert_eq!(s1.row.pause_ms, 5.0);
         assert_eq!(s1.row.checkpoint_ms, 7.0);
         assert_eq!(s1.row.t_s, 0.2);
         assert_eq!(s1.command_ms, Some(100), "above Lmax halves the interval");
-        let s2 = c.on_record(&rec(3, 1300, 8 << 20, 100), DiskEpoch::default());
+        let s2 = c.on_record(&rec(3, 1300, 8 << 20, 100), DiskDelta::default());
         assert_eq!(s2.gap, 1);
         assert_eq!(s2.command_ms, None, "inside the band, already commanded");
     }

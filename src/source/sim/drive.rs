@@ -19,7 +19,8 @@ use anyhow::{bail, Context, Result};
 
 use super::domain::{Domain, Work, PAGE_SIZE};
 use crate::ffi::{self, Ckpt, CkptStream, Mark};
-use crate::pipeline::{Controller, DiskEpoch};
+use crate::disk::DiskDelta;
+use crate::pipeline::Controller;
 use crate::record::{self, Record};
 use crate::row::Row;
 
@@ -34,8 +35,16 @@ fn sleep_s(seconds: f64) {
 
 /// Runs the checkpoint loop on this thread for `duration`, in real time,
 /// through the C library writing to `stats` and reading `control`.
-/// Returns the number of checkpoints taken.
-pub fn run_realtime(domain: &Domain, duration: Duration, stats: &Path, control: &Path, stop: &AtomicBool) -> Result<u64> {
+/// `on_epoch(from_s, to_s)` is told each running span as it is suspended
+/// (for the simulated disk writer). Returns the number of checkpoints taken.
+pub fn run_realtime(
+    domain: &Domain,
+    duration: Duration,
+    stats: &Path,
+    control: &Path,
+    stop: &AtomicBool,
+    mut on_epoch: impl FnMut(f64, f64),
+) -> Result<u64> {
     let stats = stats.to_str().context("stats FIFO path is not UTF-8")?;
     let control = control.to_str().context("control FIFO path is not UTF-8")?;
     let Some(mut ckpt) = Ckpt::open_with(SIM_DOMID, CkptStream::Remus, PAGE_SIZE, Some(stats), Some(control))? else {
@@ -51,7 +60,9 @@ pub fn run_realtime(domain: &Domain, duration: Duration, stats: &Path, control: 
     let mut live = true;
     while now_s() < duration.as_secs_f64() && !stop.load(Ordering::Relaxed) {
         ckpt.gate(live);
-        let work = domain.checkpoint(running_since_s, now_s(), live);
+        let suspend_at_s = now_s();
+        on_epoch(running_since_s, suspend_at_s);
+        let work = domain.checkpoint(running_since_s, suspend_at_s, live);
         sleep_s(work.suspend_s);
         ckpt.mark(Mark::Suspended);
         ckpt.dirty(work.dirty_pages, 0);
@@ -76,7 +87,7 @@ pub fn run_virtual(
     domain: &Domain,
     duration_s: f64,
     controller: &mut Controller,
-    mut disk: impl FnMut(f64, f64) -> DiskEpoch,
+    mut disk: impl FnMut(f64, f64) -> DiskDelta,
     mut on_row: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
     const NS: f64 = 1e9;

@@ -16,7 +16,6 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::row::Row;
 use crate::units::{Bytes, Millis};
 
 /// Rate granularity: noise and bursts change at most this often.
@@ -245,17 +244,16 @@ fn unit(seed: u64, n: u64) -> f64 {
 }
 
 fn load_trace(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot open trace {}", path.display()))?;
-    let mut points = Vec::new();
-    for (i, row) in reader.deserialize::<Row>().enumerate() {
-        let row = row.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+    let rows = crate::report::read_csv(path).with_context(|| format!("cannot load trace {}", path.display()))?;
+    let mut points: Vec<(f64, f64)> = rows
+        .iter()
         // The live round and rows without a period carry no rate.
-        if row.live == 1 || row.period_ms <= 0.0 {
-            continue;
-        }
-        let start_s = (row.t_s - row.period_ms / 1e3).max(0.0);
-        points.push((start_s, row.dirty_pages as f64 / (row.period_ms / 1e3)));
-    }
+        .filter(|row| row.live == 0 && row.period_ms > 0.0)
+        .map(|row| {
+            let start_s = (row.t_s - row.period_ms / 1e3).max(0.0);
+            (start_s, row.dirty_pages as f64 / (row.period_ms / 1e3))
+        })
+        .collect();
     if points.is_empty() {
         bail!("trace {} has no checkpoint with a period to replay", path.display());
     }

@@ -1,0 +1,318 @@
+//! `remus-ckpt run -- xl remus …`: Remus with the controller attached.
+//!
+//! The patched libxenguest is put in front of libxl-save-helper alone:
+//! libxl starts the helper named by LIBXL_SAVE_HELPER, so `run` writes a
+//! small wrapper that sets LD_LIBRARY_PATH and the two FIFO paths for that
+//! one process and execs Debian's helper. xl, libxl and every other Xen
+//! tool keep Debian's libraries.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use super::watch::{consume, print_outcome};
+use crate::disk::DiskArgs;
+use crate::fifo;
+use crate::policy::PolicyArgs;
+
+/// Debian 12's save helper.
+pub const DEFAULT_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
+/// The SONAME file the patched build leaves in its lib directory.
+pub const LIB_SONAME: &str = "libxenguest.so.4.17";
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval.")]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub disk: DiskArgs,
+
+    /// Where to write one row per checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+
+    /// Directory holding the patched libxenguest.so.4.17 (default: the
+    /// target/xen-4.17/lib next to this binary's target directory).
+    #[arg(long, value_name = "DIR")]
+    pub lib_dir: Option<PathBuf>,
+
+    /// The save helper to wrap.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_HELPER)]
+    pub helper: PathBuf,
+
+    /// No live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// The Remus command: `xl [xl options] remus [remus options] DOMAIN HOST`.
+    #[arg(last = true, required = true, value_name = "XL COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// The lib directory next to this binary: target/{debug,release}/remus-ckpt
+/// -> target/xen-4.17/lib.
+pub fn default_lib_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("xen-4.17").join("lib"))
+}
+
+pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
+    let dir = match arg {
+        Some(d) => d.to_path_buf(),
+        None => default_lib_dir().context("cannot locate this binary to find target/xen-4.17/lib; pass --lib-dir")?,
+    };
+    if !dir.join(LIB_SONAME).exists() {
+        bail!(
+            "no {LIB_SONAME} in {}: build the patched library first \
+             (REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release) or pass --lib-dir",
+            dir.display()
+        );
+    }
+    dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
+/// Where `remus` sits in an xl command line, and whether it has `-i`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct XlRemus {
+    pub remus_index: usize,
+    pub has_interval: bool,
+}
+
+/// Finds the `remus` subcommand and an interval option in `xl … remus …`.
+pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
+    let first = command.first().ok_or_else(|| anyhow!("no command after --"))?;
+    if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("xl") {
+        bail!("the command after -- must be `xl … remus …` (got {})", first.to_string_lossy());
+    }
+    let remus_index = command
+        .iter()
+        .position(|a| a == "remus")
+        .ok_or_else(|| anyhow!("the xl command has no `remus` subcommand"))?;
+    let mut has_interval = false;
+    let mut args = command[remus_index + 1..].iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--" || !arg.starts_with('-') || arg == "-" {
+            continue;
+        }
+        if arg.starts_with("--") {
+            has_interval |= arg == "--interval" || arg.starts_with("--interval=");
+            continue;
+        }
+        // A cluster of short options: `-Fbi100`, `-i 100`, `-s cmd`.
+        for (i, c) in arg.char_indices().skip(1) {
+            if "isN".contains(c) {
+                has_interval |= c == 'i';
+                if i + c.len_utf8() == arg.len() {
+                    args.next();
+                }
+                break;
+            }
+        }
+    }
+    Ok(XlRemus {
+        remus_index,
+        has_interval,
+    })
+}
+
+/// Single-quotes `s` for /bin/sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
+}
+
+/// Writes the LIBXL_SAVE_HELPER wrapper into `dir`.
+pub fn write_wrapper(dir: &Path, lib_dir: &Path, helper: &Path, stats: &Path, control: Option<&Path>) -> Result<PathBuf> {
+    let path = dir.join("save-helper");
+    let mut text = String::from(
+        "#!/bin/sh\n# Written by remus-ckpt run: the patched libxenguest for this helper only.\n",
+    );
+    text += &format!(
+        "LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\nexport LD_LIBRARY_PATH\n",
+        sh_quote(path_str(lib_dir)?)
+    );
+    text += &format!("REMUS_CKPT_STATS={}\nexport REMUS_CKPT_STATS\n", sh_quote(path_str(stats)?));
+    if let Some(control) = control {
+        text += &format!("REMUS_CKPT_CONTROL={}\nexport REMUS_CKPT_CONTROL\n", sh_quote(path_str(control)?));
+    }
+    text += &format!("exec {} \"$@\"\n", sh_quote(path_str(helper)?));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A private runtime directory: under /run/remus-ckpt when we may write
+/// there (root on a dom0), else the temp directory.
+fn runtime_dir() -> Result<tempfile::TempDir> {
+    let base = Path::new("/run/remus-ckpt");
+    let base = if std::fs::create_dir_all(base).is_ok() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("run.")
+        .tempdir_in(&base)
+        .with_context(|| format!("cannot create a runtime directory in {}", base.display()))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot chmod 0700 {}", dir.path().display()))?;
+    Ok(dir)
+}
+
+/// Runs Remus; returns xl's exit code (128 + signal if it was killed).
+pub fn run(args: &RunArgs) -> Result<i32> {
+    args.policy.validate()?;
+    let xl = parse_xl(&args.command)?;
+    let lib_dir = lib_dir(args.lib_dir.as_deref())?;
+    if !args.helper.exists() {
+        bail!(
+            "save helper {} not found: is xen-utils-4.17 installed? (or pass --helper)",
+            args.helper.display()
+        );
+    }
+    let adaptive = args.policy.build()?.is_adaptive();
+
+    let dir = runtime_dir()?;
+    let stats = dir.path().join("stats.fifo");
+    let control = dir.path().join("control.fifo");
+    fifo::ensure_private_fifo(&stats)?;
+    fifo::ensure_private_fifo(&control)?;
+    // A fixed policy observes only: stock Remus paces with xl's -i.
+    let steer = adaptive.then_some(control.as_path());
+    let wrapper = write_wrapper(dir.path(), &lib_dir, &args.helper, &stats, steer)?;
+
+    let mut command = args.command.clone();
+    if adaptive && !xl.has_interval {
+        command.insert(xl.remus_index + 1, "1".into());
+        command.insert(xl.remus_index + 1, "-i".into());
+        eprintln!("remus-ckpt: passing -i 1 to xl: the controller sets the interval through the gate");
+    } else if adaptive {
+        eprintln!(
+            "remus-ckpt: note: xl's own -i also paces; the controller can only lengthen the interval beyond it"
+        );
+    }
+
+    // Signals go to us and are forwarded once: xl runs in its own process
+    // group so a terminal's Ctrl-C does not reach it twice.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+
+    eprintln!(
+        "remus-ckpt: running {} (records: {}, CSV: {})",
+        command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+        stats.display(),
+        args.csv.display()
+    );
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
+        .env("LIBXL_SAVE_HELPER", &wrapper)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", command[0].to_string_lossy()))?;
+    let pid = child.id() as libc::pid_t;
+    let forwarder = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                eprintln!("remus-ckpt: forwarding signal {sig} to xl (pid {pid})");
+                // SAFETY: kill has no memory-safety preconditions; pid is
+                // our child, which we have not reaped yet.
+                unsafe { libc::kill(pid, sig) };
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let consumer = {
+        let (policy, disk, csv, quiet) = (args.policy.clone(), args.disk.clone(), args.csv.clone(), args.quiet);
+        let stop = Arc::clone(&stop);
+        let control = steer.map(Path::to_path_buf);
+        std::thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || consume(&policy, &disk, stats, control, Some(csv), quiet, stop))
+            .context("cannot start the consumer")?
+    };
+
+    let status = child.wait().context("waiting for xl")?;
+    stop.store(true, Ordering::Relaxed);
+    signal_handle.close();
+    let _ = forwarder.join();
+    let outcome = consumer.join().map_err(|_| anyhow!("the consumer panicked"))??;
+    print_outcome(&outcome, args.policy.lmax.0);
+    drop(dir);
+
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    };
+    if code != 0 {
+        eprintln!("remus-ckpt: xl exited with status {code}");
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn finds_remus_and_interval() {
+        assert_eq!(
+            parse_xl(&argv("xl -vvv remus -F -b -n -d guest dummyhost")).unwrap(),
+            XlRemus { remus_index: 2, has_interval: false }
+        );
+        assert!(parse_xl(&argv("xl remus -i 100 guest host")).unwrap().has_interval);
+        assert!(parse_xl(&argv("xl remus -Fbi100 guest host")).unwrap().has_interval);
+        assert!(parse_xl(&argv("xl remus -Fbi 100 guest host")).unwrap().has_interval);
+        // -s takes an argument: an `i` inside it is not an interval.
+        assert!(!parse_xl(&argv("xl remus -s -i guest host")).unwrap().has_interval);
+        assert!(parse_xl(&argv("xl migrate guest host")).is_err());
+        assert!(parse_xl(&argv("ssh host xl remus guest")).is_err());
+    }
+
+    #[test]
+    fn wrapper_sets_the_helper_environment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("it's lib");
+        let w = write_wrapper(dir.path(), &lib, Path::new("/bin/true"), Path::new("/s"), Some(Path::new("/c"))).unwrap();
+        let text = std::fs::read_to_string(&w).unwrap();
+        assert!(text.contains(r"LD_LIBRARY_PATH='"));
+        assert!(text.contains(r"it'\''s lib"));
+        assert!(text.contains("REMUS_CKPT_CONTROL='/c'"));
+        assert!(text.ends_with("exec '/bin/true' \"$@\"\n"));
+        let mode = std::fs::metadata(&w).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // The wrapper really runs and passes arguments through.
+        let out = Command::new(&w).arg("x").status().unwrap();
+        assert!(out.success());
+    }
+}

@@ -1,0 +1,278 @@
+//! `remus-ckpt simulate`: the whole loop without Xen.
+//!
+//! Real time (the default): a thread plays the save helper through the
+//! real C library, records cross a real stats FIFO, the consumer steers
+//! through the real control FIFO. `--fast`: the same domain and policy in
+//! virtual time, deterministic for its seed. `--compare`: one fast run per
+//! policy on the identical workload, with a report table and a plot.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::disk::{DiskArgs, DiskMeter, OpenOptions, SimulatedDiskHandle};
+use crate::fifo;
+use crate::pipeline::{self, Controller};
+use crate::plot::{self, Panel, PlotOptions};
+use crate::policy::{PolicyArgs, PolicySpec};
+use crate::report::{self, Format, RunSummary};
+use crate::row::Row;
+use crate::sink::csv::CsvSink;
+use crate::source::sim::domain::{Domain, DomainArgs};
+use crate::source::sim::drive;
+use crate::source::sim::workload::{Workload, WorkloadArgs};
+use crate::source::stats_fifo::{self, OnEof};
+use crate::units::{Bytes, Millis};
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    #[command(flatten)]
+    pub domain: DomainArgs,
+
+    /// Simulated disk replication: `--disk drbd:sim` adds a disk writer
+    /// whose bytes count as the DRBD side of each checkpoint.
+    #[command(flatten)]
+    pub disk: DiskArgs,
+
+    /// With --disk drbd:sim: bytes per second the guest writes to disk at
+    /// the workload's high rate (scaled with the dirty rate).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub disk_rate: Bytes,
+
+    /// How long to run (simulated time with --fast).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub duration: Millis,
+
+    /// Virtual time: no sleeping, deterministic for --seed.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Where to write one row per checkpoint.
+    #[arg(long, value_name = "FILE", default_value = "remus-ckpt-simulate.csv")]
+    pub csv: PathBuf,
+
+    /// Compare policies on the identical workload (implies --fast), e.g.
+    /// `fixed:25ms,fixed:100ms,fixed:200ms,threshold,target`.
+    #[arg(long, value_name = "POLICY,...", value_delimiter = ',')]
+    pub compare: Vec<PolicySpec>,
+
+    /// With --compare: directory for the CSVs, report.md and compare.png.
+    #[arg(long, value_name = "DIR", default_value = "remus-ckpt-compare")]
+    pub out_dir: PathBuf,
+
+    /// No live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &SimulateArgs) -> Result<()> {
+    args.policy.validate()?;
+    if args.disk.disk.iter().any(|d| !d.is_simulated()) {
+        bail!("simulate only takes the simulated disk: --disk drbd:sim");
+    }
+    let duration_s = args.duration.0.as_secs_f64();
+    let workload = Workload::new(&args.workload, crate::source::sim::domain::PAGE_SIZE, duration_s)?;
+    let domain = Domain::new(&args.domain, workload)?;
+    if !args.compare.is_empty() {
+        return compare(args, &domain);
+    }
+    let policy = args.policy.build()?;
+    eprintln!(
+        "remus-ckpt: simulating {} for {:.0}s{} with policy {} (Lmin {}, Lmax {}, size metric {:?}); CSV -> {}",
+        args.workload.workload,
+        duration_s,
+        if args.fast { " of virtual time" } else { "" },
+        policy.name(),
+        args.policy.lmin,
+        args.policy.lmax,
+        args.policy.size_metric,
+        args.csv.display()
+    );
+    let controller = Controller::new(policy, args.policy.size_metric);
+    if args.fast {
+        run_fast(args, &domain, controller, &args.csv)?;
+    } else {
+        run_realtime(args, &domain, controller)?;
+    }
+    print_summary(&[(label_of(&args.csv), args.csv.clone())], &args.policy)
+}
+
+/// Disk bytes the simulated guest writes per page it dirties: --disk-rate
+/// at the workload's high rate, so disk-heavy phases are the memory-heavy
+/// ones.
+fn disk_bytes_per_page(args: &SimulateArgs) -> f64 {
+    args.disk_rate.0 as f64 / args.workload.high_rate.max(args.workload.rate).max(1.0)
+}
+
+fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHandle)>> {
+    if args.disk.disk.is_empty() {
+        return Ok(None);
+    }
+    let handle = SimulatedDiskHandle::new();
+    let options = OpenOptions {
+        simulated: Some(handle.clone()),
+        ..OpenOptions::default()
+    };
+    Ok(Some((DiskMeter::open(&args.disk.disk, &options)?, handle)))
+}
+
+fn run_fast(args: &SimulateArgs, domain: &Domain, mut controller: Controller, csv: &Path) -> Result<()> {
+    let mut sink = CsvSink::create(csv)?;
+    let mut disk = disk_meter(args)?;
+    let per_page = disk_bytes_per_page(args);
+    drive::run_virtual(
+        domain,
+        args.duration.0.as_secs_f64(),
+        &mut controller,
+        |from_s, to_s| match &mut disk {
+            Some((meter, handle)) => {
+                handle.add_written_bytes((domain.workload.writes(from_s, to_s) * per_page).round() as u64);
+                meter.on_checkpoint()
+            }
+            None => Default::default(),
+        },
+        |row| sink.write(&row),
+    )?;
+    sink.finish()
+}
+
+fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) -> Result<()> {
+    let stop = super::stop_on_signals()?;
+    let dir = tempfile::Builder::new()
+        .prefix("remus-ckpt-sim.")
+        .tempdir()
+        .context("cannot create a runtime directory")?;
+    let stats = dir.path().join("stats.fifo");
+    let control = dir.path().join("control.fifo");
+    fifo::ensure_private_fifo(&stats)?;
+    fifo::ensure_private_fifo(&control)?;
+
+    let disk = disk_meter(args)?;
+    let disk_handle = disk.as_ref().map(|(_, h)| h.clone());
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let reader_stop = Arc::new(AtomicBool::new(false));
+    let reader = stats_fifo::spawn(stats.clone(), OnEof::Stop, Arc::clone(&reader_stop), tx)?;
+
+    let duration = args.duration.0;
+    let sim_domain = domain.clone();
+    let sim_stop = Arc::clone(&stop);
+    let per_page = disk_bytes_per_page(args);
+    let sim = std::thread::Builder::new()
+        .name("sim-domain".into())
+        .spawn(move || {
+            let on_epoch = |from_s: f64, to_s: f64| {
+                if let Some(h) = &disk_handle {
+                    h.add_written_bytes((sim_domain.workload.writes(from_s, to_s) * per_page).round() as u64);
+                }
+            };
+            drive::run_realtime(&sim_domain, duration, &stats, &control, &sim_stop, on_epoch)
+        })
+        .context("cannot start the simulated domain")?;
+
+    let cfg = pipeline::Config {
+        controller,
+        lmax_bytes: args.policy.lmax.0,
+        csv: Some(args.csv.clone()),
+        control: Some(dir.path().join("control.fifo")),
+        disk: disk.map(|(meter, _)| meter),
+        quiet: args.quiet,
+    };
+    let outcome = pipeline::run(cfg, rx);
+    let taken = sim.join().map_err(|_| anyhow::anyhow!("the simulated domain panicked"))??;
+    reader_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().map_err(|_| anyhow::anyhow!("the stats reader panicked"))??;
+    let outcome = outcome?;
+    if outcome.checkpoints + 1 < taken {
+        eprintln!(
+            "remus-ckpt: warning: the domain took {taken} checkpoints but {} records arrived ({} lost)",
+            outcome.checkpoints + 1,
+            outcome.lost
+        );
+    }
+    Ok(())
+}
+
+fn label_of(path: &Path) -> String {
+    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Reads back each run's CSV (the summary describes what was written).
+fn read_runs(runs: &[(String, PathBuf)]) -> Result<Vec<(String, Vec<Row>)>> {
+    runs.iter()
+        .map(|(label, path)| Ok((label.clone(), report::read_csv(path)?)))
+        .collect()
+}
+
+fn summaries(runs: &[(String, Vec<Row>)], policy: &PolicyArgs) -> Vec<RunSummary> {
+    runs.iter()
+        .map(|(label, rows)| report::summarize(label, rows, policy.lmin.0, policy.lmax.0))
+        .collect()
+}
+
+fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> {
+    let summaries = summaries(&read_runs(runs)?, policy);
+    println!("{}", report::render(&summaries, Format::Table));
+    Ok(())
+}
+
+/// File-name form of a policy spec: `fixed:25ms` -> `fixed-25ms`.
+fn file_name(spec: &PolicySpec) -> String {
+    spec.to_string().replace(':', "-")
+}
+
+fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let mut runs = Vec::new();
+    for spec in &args.compare {
+        let policy = args.policy.build_spec(spec)?;
+        let path = args.out_dir.join(format!("{}.csv", file_name(spec)));
+        let controller = Controller::new(policy, args.policy.size_metric);
+        run_fast(args, domain, controller, &path)?;
+        runs.push((spec.to_string(), path));
+    }
+    let plotted = read_runs(&runs)?;
+    let summaries = summaries(&plotted, &args.policy);
+    let table = report::render(&summaries, Format::Table);
+    println!(
+        "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}",
+        args.workload.workload,
+        args.workload.seed,
+        args.duration.0.as_secs_f64(),
+        args.policy.lmin,
+        args.policy.lmax
+    );
+    let md = args.out_dir.join("report.md");
+    std::fs::write(&md, report::render(&summaries, Format::Markdown))
+        .with_context(|| format!("cannot write {}", md.display()))?;
+
+    let panels = vec![Panel::Size, Panel::Interval, Panel::Pause, Panel::Dirty];
+    let opts = PlotOptions {
+        height_px: plot::default_height_px(panels.len()),
+        panels,
+        lmin_bytes: args.policy.lmin.0,
+        lmax_bytes: args.policy.lmax.0,
+        width_px: plot::DEFAULT_WIDTH_PX,
+        title: Some(format!("Policies on the {} workload (seed {})", args.workload.workload, args.workload.seed)),
+        include_live: false,
+    };
+    let png = args.out_dir.join("compare.png");
+    plot::plot(&plotted, &opts, &png)?;
+    eprintln!(
+        "remus-ckpt: wrote {} CSVs, {} and {} in {}",
+        runs.len(),
+        md.display(),
+        png.display(),
+        args.out_dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `remus-ckpt watch`: attach to a save helper already running with the
+//! patched libxenguest and REMUS_CKPT_STATS / REMUS_CKPT_CONTROL set.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+
+use crate::disk::{DiskArgs, DiskMeter, OpenOptions};
+use crate::fifo;
+use crate::pipeline::{self, Controller, Outcome};
+use crate::policy::PolicyArgs;
+use crate::source::stats_fifo::{self, OnEof};
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Stats FIFO the save side writes records to (REMUS_CKPT_STATS);
+    /// created 0600 if absent.
+    #[arg(long, value_name = "PATH")]
+    pub stats: PathBuf,
+
+    /// Control FIFO the save side reads intervals from (REMUS_CKPT_CONTROL);
+    /// created 0600 if absent. Without it, records are only observed.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub disk: DiskArgs,
+
+    /// Where to write one row per checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// No live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &WatchArgs) -> Result<()> {
+    let stop = super::stop_on_signals()?;
+    fifo::ensure_private_fifo(&args.stats)?;
+    if let Some(control) = &args.control {
+        fifo::ensure_private_fifo(control)?;
+    }
+    if args.csv.is_none() {
+        eprintln!("remus-ckpt: no --csv given: checkpoints are shown, not saved");
+    }
+    let outcome = consume(
+        &args.policy,
+        &args.disk,
+        args.stats.clone(),
+        args.control.clone(),
+        args.csv.clone(),
+        args.quiet,
+        stop,
+    )?;
+    print_outcome(&outcome, args.policy.lmax.0);
+    Ok(())
+}
+
+/// Reads records from `stats` until `stop` is set, steering through
+/// `control` if given. Shared by `watch` and `run`.
+pub fn consume(
+    policy: &PolicyArgs,
+    disk: &DiskArgs,
+    stats: PathBuf,
+    control: Option<PathBuf>,
+    csv: Option<PathBuf>,
+    quiet: bool,
+    stop: Arc<AtomicBool>,
+) -> Result<Outcome> {
+    let policy_box = policy.build()?;
+    let meter = if disk.disk.is_empty() {
+        None
+    } else {
+        let meter = DiskMeter::open(&disk.disk, &OpenOptions::default())?;
+        eprintln!("remus-ckpt: disk side from {}", meter.source_names().join(", "));
+        Some(meter)
+    };
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let reader = stats_fifo::spawn(stats, OnEof::Reopen, Arc::clone(&stop), tx)?;
+    let cfg = pipeline::Config {
+        controller: Controller::new(policy_box, policy.size_metric),
+        lmax_bytes: policy.lmax.0,
+        csv,
+        control,
+        disk: meter,
+        quiet,
+    };
+    let outcome = pipeline::run(cfg, rx);
+    stop.store(true, Ordering::Relaxed);
+    reader.join().map_err(|_| anyhow!("the stats reader panicked"))??;
+    outcome
+}
+
+pub fn print_outcome(outcome: &Outcome, lmax_bytes: u64) {
+    eprintln!(
+        "remus-ckpt: {} checkpoints, {} above Lmax ({}), {} records lost, {} control lines sent{}",
+        outcome.checkpoints,
+        outcome.over_lmax,
+        crate::units::format_bytes(lmax_bytes),
+        outcome.lost,
+        outcome.control_lines,
+        if outcome.control_pending {
+            " (the last interval never reached the save side)"
+        } else {
+            ""
+        }
+    );
+}
