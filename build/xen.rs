@@ -99,7 +99,9 @@ type Result<T> = std::result::Result<T, Failure>;
 pub fn main() {
     println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_SRC");
     println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_UNPATCHED");
-    println!("cargo:rerun-if-changed=patches/xen-4.17");
+    println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_CHECK");
+    println!("cargo:rerun-if-changed=patches");
+    println!("cargo:rerun-if-changed=scripts/xen-compile-check");
     println!("cargo:rerun-if-changed=csrc");
 
     let src = match env::var_os("REMUS_CKPT_XEN_SRC") {
@@ -110,6 +112,35 @@ pub fn main() {
         Ok("1") => Mode::Unpatched,
         _ => Mode::Patched,
     };
+    let compile_only = match env::var("REMUS_CKPT_XEN_CHECK").as_deref() {
+        Ok("compile") => true,
+        Ok("") | Err(_) => false,
+        Ok(other) => panic!(
+            "\n\nREMUS_CKPT_XEN_CHECK={other}: the only value is `compile` \
+             (apply the series and compile the save code, no full build)\n"
+        ),
+    };
+
+    // Which series serves this tree (patches/versions), and whether this
+    // version gets the full libxenguest build or the compile check.
+    let line = match select_series(&src) {
+        Ok(line) => line,
+        Err(f) => panic!("{}", failure_message(&src, "choosing the Xen patch series", &f)),
+    };
+    if compile_only || line.full_build.as_deref() != Some(line.version.as_str()) {
+        if mode == Mode::Unpatched {
+            panic!(
+                "\n\nREMUS_CKPT_XEN_UNPATCHED=1 needs the full build, which only \
+                 Xen {XEN_SERIES_VERSION} has (the tree is Xen {})\n",
+                line.version
+            );
+        }
+        match compile_check(&src, &line) {
+            Ok(summary) => println!("cargo:warning={summary}"),
+            Err(f) => panic!("{}", failure_message(&src, "the Xen compile check", &f)),
+        }
+        return;
+    }
 
     match build(&src, mode) {
         Ok(dir) => println!(
@@ -117,15 +148,134 @@ pub fn main() {
             mode.name(),
             dir.join(LIB_FILE).display()
         ),
-        Err(f) => panic!("{}", failure_message(&src, mode, &f)),
+        Err(f) => panic!(
+            "{}",
+            failure_message(
+                &src,
+                &format!(
+                    "building the {} Xen {XEN_SERIES_VERSION} libxenguest",
+                    mode.name()
+                ),
+                &f
+            )
+        ),
     }
 }
 
-fn failure_message(src: &Path, mode: Mode, f: &Failure) -> String {
+/// One line of patches/versions, matched to the tree.
+struct SeriesLine {
+    /// The tree's version, "4.1".
+    version: String,
+    /// patches/<series>/.
+    series: String,
+    /// The version that gets the full build ("4.17"), if any.
+    full_build: Option<String>,
+}
+
+/// Find the series for the tree's version in patches/versions; a clear
+/// error listing the supported versions when there is none.
+fn select_series(src: &Path) -> Result<SeriesLine> {
+    let (major, minor) = tree_version(src)?;
+    let manifest = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR")
+            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
+    );
+    let path = manifest.join("patches/versions");
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let (a, b) = v.split_once('.')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    let mut supported = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 {
+            continue;
+        }
+        let (Some(first), Some(last)) = (parse(f[0]), parse(f[1])) else {
+            continue;
+        };
+        supported.push(format!("{}-{} (patches/{}/)", f[0], f[1], f[2]));
+        if (first..=last).contains(&(major, minor)) {
+            return Ok(SeriesLine {
+                version: format!("{major}.{minor}"),
+                series: f[2].to_string(),
+                full_build: (f[4] != "no").then(|| f[4].to_string()),
+            });
+        }
+    }
+    Err(Failure::new(format!(
+        "unsupported Xen version: the tree is Xen {major}.{minor} ({}); \
+         supported: {}",
+        src.join("xen/Makefile").display(),
+        supported.join(", ")
+    )))
+}
+
+/// Apply the series to a scratch copy and compile the patched save code
+/// with the tree's own Makefiles (scripts/xen-compile-check).  Returns the
+/// one-line summary for cargo:warning.
+fn compile_check(src: &Path, line: &SeriesLine) -> Result<String> {
+    let manifest = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR")
+            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
+    );
+    let target = match env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => manifest.join(t),
+        _ => manifest.join("target"),
+    };
+    let src = src
+        .canonicalize()
+        .map_err(|e| Failure::io(format!("REMUS_CKPT_XEN_SRC {}", src.display()), e))?;
+    let name = src
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tree".to_string());
+    let base = target.join("xen-check");
+    let scratch = base.join(&name);
+    let logs = base.join("logs");
+    fs::create_dir_all(&logs)
+        .map_err(|e| Failure::io(format!("creating {}", logs.display()), e))?;
+    let log = logs.join(format!("{name}.log"));
+    let _ = fs::remove_file(&log);
+    let mut cmd = Command::new("bash");
+    cmd.arg(manifest.join("scripts/xen-compile-check"))
+        .arg(&src)
+        .arg(&scratch);
+    // cargo's jobserver and flags are not for Xen's Makefiles.
+    for var in ["CFLAGS", "CPPFLAGS", "LDFLAGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"] {
+        cmd.env_remove(var);
+    }
+    run_logged(
+        &mut cmd,
+        &log,
+        &format!(
+            "compile check of Xen {} with patches/{}/ (scripts/xen-compile-check)",
+            line.version, line.series
+        ),
+    )?;
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let result = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or("RESULT ?")
+        .to_string();
+    Ok(format!(
+        "Xen {} compile check, patches/{}/: {} (no full build; log {})",
+        line.version,
+        line.series,
+        result.trim_start_matches("RESULT "),
+        log.display()
+    ))
+}
+
+fn failure_message(src: &Path, title: &str, f: &Failure) -> String {
     let mut msg = format!(
-        "\n\nbuilding the {} Xen {XEN_SERIES_VERSION} libxenguest failed\n  \
+        "\n\n{title} failed\n  \
          source tree (REMUS_CKPT_XEN_SRC): {}\n  what failed: {}\n",
-        mode.name(),
         src.display(),
         f.what
     );
@@ -150,7 +300,7 @@ fn failure_message(src: &Path, mode: Mode, f: &Failure) -> String {
     }
     msg.push_str(
         "  hints: scripts/install-xen-deps installs the build packages; \
-         scripts/xen-source prints a pristine tree; docs/xen-4.17.md\n",
+         scripts/xen-source prints a pristine tree; docs/xen-4.17.md, docs/xen-versions.md\n",
     );
     msg
 }
@@ -276,6 +426,20 @@ fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
 
 /// The tree must be the Xen version the series is written for.
 fn check_version(src: &Path) -> Result<()> {
+    let (major, minor) = tree_version(src)?;
+    let tree_version = format!("{major}.{minor}");
+    if tree_version != XEN_SERIES_VERSION {
+        return Err(Failure::new(format!(
+            "version mismatch: the tree is Xen {tree_version} ({}), the series \
+             patches/xen-{XEN_SERIES_VERSION}/ is for Xen {XEN_SERIES_VERSION}",
+            src.join("xen/Makefile").display()
+        )));
+    }
+    Ok(())
+}
+
+/// XEN_VERSION.XEN_SUBVERSION from the tree's xen/Makefile.
+fn tree_version(src: &Path) -> Result<(u32, u32)> {
     let makefile = src.join("xen/Makefile");
     let text = fs::read_to_string(&makefile).map_err(|e| {
         Failure::io(
@@ -307,15 +471,13 @@ fn check_version(src: &Path) -> Result<()> {
             )))
         }
     };
-    let tree_version = format!("{major}.{minor}");
-    if tree_version != XEN_SERIES_VERSION {
-        return Err(Failure::new(format!(
-            "version mismatch: the tree is Xen {tree_version} ({}), the series \
-             patches/xen-{XEN_SERIES_VERSION}/ is for Xen {XEN_SERIES_VERSION}",
+    match (major.parse(), minor.parse()) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        _ => Err(Failure::new(format!(
+            "{}: XEN_VERSION/XEN_SUBVERSION are not numbers ({major}.{minor})",
             makefile.display()
-        )));
+        ))),
     }
-    Ok(())
 }
 
 /// Patch file names from the quilt-style `series` file, in order.
