@@ -171,6 +171,17 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
     entries
 }
 
+/// A legend label, left-aligned and vertically centred on `at`.
+fn legend_text<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, label: &str, at: (i32, i32)) -> Result<()> {
+    area.draw(&Text::new(
+        label.to_string(),
+        at,
+        style(LEGEND_PX, BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+    .map_err(drawing)?;
+    Ok(())
+}
+
 /// Lays entries out left to right, wrapping; returns positions and height.
 fn legend_layout<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -214,12 +225,7 @@ fn draw_legend<DB: DrawingBackend>(
                     color.stroke_width(3),
                 ))
                 .map_err(drawing)?;
-                area.draw(&Text::new(
-                    label.clone(),
-                    (x + 36, y),
-                    style(LEGEND_PX, BLACK).pos(left_middle),
-                ))
-                .map_err(drawing)?;
+                legend_text(area, label, (x + 36, y))?;
             }
             LegendEntry::Band(label) => {
                 area.draw(&Rectangle::new(
@@ -232,12 +238,7 @@ fn draw_legend<DB: DrawingBackend>(
                     BAND_EDGE.stroke_width(1),
                 ))
                 .map_err(drawing)?;
-                area.draw(&Text::new(
-                    label.clone(),
-                    (x + 36, y),
-                    style(LEGEND_PX, BLACK).pos(left_middle),
-                ))
-                .map_err(drawing)?;
+                legend_text(area, label, (x + 36, y))?;
             }
             LegendEntry::Note(text) => {
                 area.draw(&Text::new(
