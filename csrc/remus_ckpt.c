@@ -36,6 +36,12 @@
 #define NSEC_PER_MSEC 1000000ULL
 #define NSEC_PER_SEC  1000000000ULL
 
+/*
+ * How often an open stats path is checked with stat() for having been
+ * replaced while the write()s still succeed (see stats_ensure()).
+ */
+#define STATS_RECHECK_NS (100 * NSEC_PER_MSEC)
+
 static const char ctl_prefix[] = "interval_ms=";
 
 enum chan_state {
@@ -60,6 +66,7 @@ struct remus_ckpt {
     unsigned int stream;
 
     struct chan stats;
+    uint64_t stats_checked; /* when the stats path's identity was checked */
     struct chan ctl;
     int ctl_warned;         /* the one refusal warning has been printed */
 
@@ -216,22 +223,40 @@ struct line {
     size_t len;
 };
 
-/* Append " key=value"; past the limit only count, the result is -1 anyway. */
-static void line_put(struct line *l, const char *key, const char *value)
+/*
+ * Append n bytes; past the limit only count, the result is -1 anyway.  len
+ * only grows, so nothing is appended after the first piece that did not fit.
+ */
+static void line_append(struct line *l, const char *s, size_t n)
 {
-    if ( l->len < sizeof(l->buf) )
-        snprintf(l->buf + l->len, sizeof(l->buf) - l->len, " %s=%s",
-                 key, value);
-    l->len += 1 + strlen(key) + 1 + strlen(value);
+    if ( l->len + n <= sizeof(l->buf) )
+        memcpy(l->buf + l->len, s, n);
+    l->len += n;
 }
 
-static void line_u64(struct line *l, const char *key, uint64_t v)
+/*
+ * Append " key=" and v in decimal, without snprintf: this runs ~20 times
+ * per record on the save path.  Same spelling as "%" PRIu64.  key is the
+ * whole " key=" prefix, of length klen (see LINE_U64).
+ */
+static void line_u64(struct line *l, const char *key, size_t klen,
+                     uint64_t v)
 {
-    char num[24];
+    char num[20];           /* UINT64_MAX has 20 digits */
+    char *p = num + sizeof(num);
 
-    snprintf(num, sizeof(num), "%" PRIu64, v);
-    line_put(l, key, num);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while ( v );
+
+    line_append(l, key, klen);
+    line_append(l, p, (size_t)(num + sizeof(num) - p));
 }
+
+/* " key=" as a literal: its length is known at compile time. */
+#define LINE_U64(l, key, v) \
+    line_u64(l, " " key "=", sizeof(" " key "=") - 1, v)
 
 static const char *stream_name(uint32_t stream)
 {
@@ -251,7 +276,6 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
 {
     struct line l;
     const char *stream;
-    int n;
 
     if ( !rec || !buf || !len )
         return -1;
@@ -260,33 +284,35 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
     if ( !stream )
         return -1;
 
-    n = snprintf(l.buf, sizeof(l.buf), "ckpt v=%d", REMUS_CKPT_RECORD_VERSION);
-    l.len = (size_t)n;
+    l.len = 0;
+    line_append(&l, "ckpt", 4);
+    LINE_U64(&l, "v", REMUS_CKPT_RECORD_VERSION);
 
     /* Key order is part of the protocol (docs/protocol.md). */
-    line_u64(&l, "seq", rec->seq);
-    line_u64(&l, "domid", rec->domid);
-    line_put(&l, "stream", stream);
-    line_u64(&l, "live", rec->live ? 1 : 0);
-    line_u64(&l, "page_size", rec->page_size);
-    line_u64(&l, "dirty_pages", rec->dirty_pages);
-    line_u64(&l, "deferred_pages", rec->deferred_pages);
-    line_u64(&l, "pages_sent", rec->pages_sent);
-    line_u64(&l, "bytes_sent", rec->bytes_sent);
+    LINE_U64(&l, "seq", rec->seq);
+    LINE_U64(&l, "domid", rec->domid);
+    line_append(&l, " stream=", sizeof(" stream=") - 1);
+    line_append(&l, stream, strlen(stream));
+    LINE_U64(&l, "live", rec->live ? 1 : 0);
+    LINE_U64(&l, "page_size", rec->page_size);
+    LINE_U64(&l, "dirty_pages", rec->dirty_pages);
+    LINE_U64(&l, "deferred_pages", rec->deferred_pages);
+    LINE_U64(&l, "pages_sent", rec->pages_sent);
+    LINE_U64(&l, "bytes_sent", rec->bytes_sent);
     /* Only compressed (legacy) streams know a raw size: omit it otherwise. */
     if ( rec->bytes_raw )
-        line_u64(&l, "bytes_raw", rec->bytes_raw);
-    line_u64(&l, "t_gate", rec->t_gate);
-    line_u64(&l, "t_suspend", rec->t_suspend);
-    line_u64(&l, "t_suspended", rec->t_suspended);
-    line_u64(&l, "t_sent", rec->t_sent);
-    line_u64(&l, "t_resumed", rec->t_resumed);
-    line_u64(&l, "t_done", rec->t_done);
-    line_u64(&l, "interval_ms", rec->interval_ms);
-    line_u64(&l, "cmd_interval_ms", rec->cmd_interval_ms);
-    line_u64(&l, "gate_wait_ns", rec->gate_wait_ns);
-    line_u64(&l, "dropped", rec->dropped);
-    line_u64(&l, "ctl_rejected", rec->ctl_rejected);
+        LINE_U64(&l, "bytes_raw", rec->bytes_raw);
+    LINE_U64(&l, "t_gate", rec->t_gate);
+    LINE_U64(&l, "t_suspend", rec->t_suspend);
+    LINE_U64(&l, "t_suspended", rec->t_suspended);
+    LINE_U64(&l, "t_sent", rec->t_sent);
+    LINE_U64(&l, "t_resumed", rec->t_resumed);
+    LINE_U64(&l, "t_done", rec->t_done);
+    LINE_U64(&l, "interval_ms", rec->interval_ms);
+    LINE_U64(&l, "cmd_interval_ms", rec->cmd_interval_ms);
+    LINE_U64(&l, "gate_wait_ns", rec->gate_wait_ns);
+    LINE_U64(&l, "dropped", rec->dropped);
+    LINE_U64(&l, "ctl_rejected", rec->ctl_rejected);
 
     /* The newline, then the NUL that buf must also hold. */
     if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
@@ -646,9 +672,10 @@ void remus_ckpt_gate(struct remus_ckpt *rc, int live)
  * Open the stats path for writing.  O_NONBLOCK: a FIFO without a reader
  * fails with ENXIO instead of blocking, and a full one with EAGAIN.  No
  * O_CREAT: a typo must not litter files.  O_APPEND is harmless on a FIFO
- * and keeps concurrent writers of a regular file from overwriting.
+ * and keeps concurrent writers of a regular file from overwriting.  now is
+ * the time of this record: the identity noted here is as good as a check.
  */
-static int stats_open_path(struct remus_ckpt *rc)
+static int stats_open_path(struct remus_ckpt *rc, uint64_t now)
 {
     struct stat st;
     int fd;
@@ -666,32 +693,67 @@ static int stats_open_path(struct remus_ckpt *rc)
 
     rc->stats.fd = fd;
     chan_note_identity(&rc->stats, &st);
+    rc->stats_checked = now;
 
     return fd;
 }
 
-static int stats_ensure(struct remus_ckpt *rc)
+/*
+ * The fd to write the record of time now to, or -1.
+ *
+ * A stats path may be removed and created again (a consumer restarted with
+ * a new FIFO): records must then follow the path.  stat() on every record
+ * cost as much as the write itself, so the path's identity is checked:
+ *  - when the fd is not open: it is opened by path, which follows anyway;
+ *  - after a write that failed (stats_write()): if the old FIFO lost its
+ *    reader the write fails with EPIPE, if it is full with EAGAIN;
+ *  - and at the first record STATS_RECHECK_NS (100 ms) or more after the
+ *    last check, for the one case writes cannot tell: the old FIFO still
+ *    has a reader that keeps reading.  Records keep going to that reader
+ *    until then.
+ */
+static int stats_ensure(struct remus_ckpt *rc, uint64_t now)
 {
     if ( rc->stats.state == CHAN_FD )
         return rc->stats.fd;
     if ( rc->stats.state != CHAN_PATH )
         return -1;
 
-    /* A FIFO removed and created again must be picked up again. */
-    if ( rc->stats.fd >= 0 && chan_path_changed(&rc->stats) )
-        chan_close(&rc->stats);
+    if ( rc->stats.fd >= 0 && now - rc->stats_checked >= STATS_RECHECK_NS )
+    {
+        rc->stats_checked = now;
+        if ( chan_path_changed(&rc->stats) )
+            chan_close(&rc->stats);
+    }
     if ( rc->stats.fd < 0 )
-        return stats_open_path(rc);
+        return stats_open_path(rc, now);
 
     return rc->stats.fd;
 }
 
 /*
- * write() without raising SIGPIPE in the host process: SIGPIPE is blocked
- * around the write, and a SIGPIPE this write generated (EPIPE) is consumed
- * before unblocking, unless one was already pending, which belongs to
- * someone else and must still be delivered.  Returns 0 if all of buf was
- * written, else -1 with errno set (0 for a short write).
+ * write() without raising SIGPIPE in the host process.  Returns 0 if all
+ * of buf was written, else -1 with errno set (0 for a short write).
+ *
+ * SIGPIPE is blocked around the write (and only around it: the caller's
+ * mask is restored before returning), and a SIGPIPE this write raised
+ * (EPIPE) is consumed with sigtimedwait() before unblocking.  It must not
+ * consume a SIGPIPE that was pending before, which belongs to someone
+ * else: standard signals do not queue, so ours and that one are a single
+ * pending SIGPIPE, and taking it would lose the other.  That case is told
+ * apart without a sigpending() on every record:
+ *  - If the caller had SIGPIPE unblocked (libxl-save-helper does), no
+ *    SIGPIPE can be pending for this thread when we block it: it would
+ *    have been delivered on the way back to user mode.  Whatever is
+ *    pending after an EPIPE is ours.  The one exception is a race no
+ *    design avoids: a SIGPIPE sent to the process at the very moment of
+ *    the write (e.g. by kill(), while on its way to another thread)
+ *    merges with ours and is consumed; with sigpending() before the write
+ *    one arriving during the write was consumed just the same.
+ *  - If the caller had SIGPIPE blocked, one may be pending: then, and only
+ *    then, sigpending() is asked before the write.
+ * The common case is therefore block, write, restore: no sigpending(),
+ * and no sigtimedwait() unless the write failed with EPIPE.
  */
 static int write_nosigpipe(int fd, const char *buf, size_t len)
 {
@@ -710,7 +772,7 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
         return -1;
     }
 
-    if ( !sigpending(&pending) )
+    if ( sigismember(&old_set, SIGPIPE) == 1 && !sigpending(&pending) )
         was_pending = sigismember(&pending, SIGPIPE) == 1;
 
     do {
@@ -751,10 +813,37 @@ static const char *stats_check_fd(struct remus_ckpt *rc)
     return NULL;
 }
 
-/* Write one formatted record; on any failure the record is dropped. */
-static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len)
+/*
+ * After a failed write to the stats path: keep the fd (1) only for EAGAIN
+ * on a path that still names the same file (the reader is slow).  Anything
+ * else (EPIPE: the reader went away; EAGAIN on a replaced path: an old
+ * reader stopped reading) closes it (0).
+ */
+static int stats_keep_after(struct remus_ckpt *rc, int err, uint64_t now)
 {
-    int fd = stats_ensure(rc);
+    if ( err == EAGAIN || err == EWOULDBLOCK )
+    {
+        rc->stats_checked = now;
+        if ( !chan_path_changed(&rc->stats) )
+            return 1;
+    }
+
+    chan_close(&rc->stats);
+    return 0;
+}
+
+/*
+ * Write one formatted record of time now; on any failure the record is
+ * dropped.  On a path, a write that failed with EPIPE, or with EAGAIN on a
+ * replaced path, is followed by one more try on the path opened again: a
+ * FIFO re-created by a new consumer then gets this record instead of
+ * losing it.
+ */
+static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len,
+                       uint64_t now)
+{
+    int fd = stats_ensure(rc, now);
+    int err;
 
     if ( fd < 0 )
         return -1;
@@ -762,14 +851,23 @@ static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len)
     if ( !write_nosigpipe(fd, buf, len) )
         return 0;
 
-    /*
-     * EAGAIN: the reader is slow, keep the fd.  Anything else on a path
-     * (EPIPE: the reader went away) closes it: it is reopened by path at
-     * the next record, which also finds a new reader or a new FIFO.
-     */
-    if ( errno != EAGAIN && errno != EWOULDBLOCK )
-        chan_close(&rc->stats);
+    /* fd:N is the caller's: it is kept whatever happened. */
+    err = errno;
+    if ( rc->stats.state != CHAN_PATH || stats_keep_after(rc, err, now) )
+        return -1;
 
+    /* Only a lost reader or a replaced path can be cured by reopening. */
+    if ( err != EPIPE && err != EAGAIN && err != EWOULDBLOCK )
+        return -1;
+
+    fd = stats_open_path(rc, now);
+    if ( fd < 0 )
+        return -1;
+
+    if ( !write_nosigpipe(fd, buf, len) )
+        return 0;
+
+    stats_keep_after(rc, errno, now);
     return -1;
 }
 
@@ -915,7 +1013,7 @@ void remus_ckpt_emit(struct remus_ckpt *rc)
     if ( rc->stats.state != CHAN_UNSET )
     {
         n = remus_ckpt_format(&rc->cur, buf, sizeof(buf));
-        if ( n < 0 || stats_write(rc, buf, (size_t)n) )
+        if ( n < 0 || stats_write(rc, buf, (size_t)n, rc->cur.t_done) )
             rc->dropped++;
     }
 

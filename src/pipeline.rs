@@ -279,7 +279,7 @@ fn spawn_sink(csv: Option<PathBuf>, lmax_bytes: u64, quiet: bool, rx: Receiver<S
         .name("sink".into())
         .spawn(move || {
             let mut status = StatusLine::new(lmax_bytes, quiet);
-            for msg in rx {
+            for msg in &rx {
                 match msg {
                     SinkMsg::Row(row) => {
                         if let Some(csv) = &mut csv {
@@ -288,6 +288,13 @@ fn spawn_sink(csv: Option<PathBuf>, lmax_bytes: u64, quiet: bool, rx: Receiver<S
                         status.update(&row);
                     }
                     SinkMsg::Note(text) => status.message(&text),
+                }
+                // Rows reach the file as soon as none is waiting: each one
+                // is on disk within a checkpoint, and a burst is one write.
+                if rx.is_empty() {
+                    if let Some(csv) = &mut csv {
+                        csv.flush()?;
+                    }
                 }
             }
             status.finish();

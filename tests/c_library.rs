@@ -1406,6 +1406,17 @@ fn child_control_refusals() {
 // 6. Re-created FIFOs are followed
 // ---------------------------------------------------------------------------
 
+/// Records of all readers, in arrival order per reader, as (seq, dropped).
+fn seqs(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .map(|l| {
+            let r = record_from_line(l);
+            (r.seq, r.dropped)
+        })
+        .collect()
+}
+
 #[test]
 fn stats_fifo_recreated() {
     let dir = tempfile::tempdir().unwrap();
@@ -1416,22 +1427,90 @@ fn stats_fifo_recreated() {
     rc.checkpoint(true);
     assert_eq!(lines(&read_available(&old_reader)).len(), 1);
 
-    // Replace the FIFO while the old reader still holds the old one open:
-    // only the inode check can tell that records must go to the new one.
+    // Replace the FIFO while the old reader still holds the old one open
+    // and keeps reading: every write succeeds, only the path's identity
+    // can tell.  It is checked at the first record 100 ms or more after
+    // the last check, so records may still reach the old reader until then.
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path, 0o600);
+    let new_reader = fifo_reader(&path);
+    rc.checkpoint(false);
+    rc.checkpoint(false);
+    std::thread::sleep(Duration::from_millis(150));
+    rc.checkpoint(false);
+    rc.checkpoint(false);
+    let old = seqs(&lines(&read_available(&old_reader)));
+    let new = seqs(&lines(&read_available(&new_reader)));
+    assert!(old.len() <= 2, "only records within 100 ms of a check: {old:?}");
+    let all: Vec<_> = old.iter().chain(new.iter()).copied().collect();
+    assert_eq!(
+        all,
+        vec![(1, 0), (2, 0), (3, 0), (4, 0)],
+        "every record once, in order, none dropped"
+    );
+    assert!(new.ends_with(&[(3, 0), (4, 0)]), "followed after 100 ms");
+    rc.checkpoint(false);
+    assert_eq!(read_available(&old_reader), "", "nothing more to the old FIFO");
+    assert_eq!(seqs(&lines(&read_available(&new_reader))), vec![(5, 0)]);
+}
+
+#[test]
+fn stats_fifo_recreated_old_reader_gone() {
+    // The usual restart: the old consumer has closed its FIFO, a new one
+    // created the path again.  The write to the old FIFO fails (EPIPE),
+    // and the same record is written again to the path opened afresh: it
+    // is not lost, and no time has to pass.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stats");
+    mkfifo(&path, 0o600);
+    let old_reader = fifo_reader(&path);
+    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
+    rc.checkpoint(true);
+    assert_eq!(lines(&read_available(&old_reader)).len(), 1);
+    drop(old_reader);
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
     let new_reader = fifo_reader(&path);
     rc.checkpoint(false);
     rc.checkpoint(false);
     assert_eq!(
-        read_available(&old_reader),
-        "",
-        "nothing to the replaced FIFO"
+        seqs(&lines(&read_available(&new_reader))),
+        vec![(1, 0), (2, 0)]
     );
-    let got = lines(&read_available(&new_reader));
-    assert_eq!(got.len(), 2);
-    let r = record_from_line(&got[0]);
-    assert_eq!((r.seq, r.dropped), (1, 0));
+}
+
+#[test]
+fn stats_fifo_recreated_old_reader_stalled() {
+    // The old consumer hangs with its FIFO open and full (EAGAIN) and a new
+    // one replaces the path: the failed write checks the path, and the
+    // record goes to the new FIFO at once.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stats");
+    mkfifo(&path, 0o600);
+    let old_reader = fifo_reader(&path);
+    let p = path.clone();
+    let rc = within(20, move || {
+        let mut rc = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
+        // Until a record reports a loss: the old pipe is full.
+        while rc.checkpoint(false).dropped == 0 {
+            assert!(rc.last().unwrap().seq < 100_000, "the pipe never filled");
+        }
+        SendCkpt(rc)
+    });
+    let mut rc = rc.0;
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path, 0o600);
+    let new_reader = fifo_reader(&path);
+    rc.checkpoint(false);
+    let seq = rc.last().unwrap().seq;
+    let old = seqs(&lines(&read_available(&old_reader)));
+    let expect_old: Vec<_> = (0..old.len() as u64).map(|i| (i, 0)).collect();
+    assert_eq!(old, expect_old, "the old FIFO got the first records, whole");
+    assert_eq!(
+        seqs(&lines(&read_available(&new_reader))),
+        vec![(seq, seq - old.len() as u64)],
+        "the next record, with every loss counted"
+    );
 }
 
 #[test]

@@ -18,7 +18,8 @@ use crate::fifo;
 use crate::pipeline::{self, Controller};
 use crate::plot::{self, Panel, PlotOptions};
 use crate::policy::{PolicyArgs, PolicySpec};
-use crate::report::{self, Format};
+use crate::report::{self, Format, RunSummary};
+use crate::row::Row;
 use crate::sink::csv::CsvSink;
 use crate::source::sim::domain::{Domain, DomainArgs};
 use crate::source::sim::drive;
@@ -105,13 +106,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     print_summary(&[(label_of(&args.csv), args.csv.clone())], &args.policy)
 }
 
-/// Disk bytes the simulated guest writes in [from_s, to_s): the disk rate
-/// scaled by the workload's dirty rate, so disk-heavy phases are the
-/// memory-heavy ones.
-fn disk_bytes(args: &SimulateArgs, domain: &Domain, from_s: f64, to_s: f64) -> u64 {
-    let high = args.workload.high_rate.max(args.workload.rate).max(1.0);
-    let pages = domain.workload.writes(from_s, to_s);
-    (pages / high * args.disk_rate.0 as f64).round() as u64
+/// Disk bytes the simulated guest writes per page it dirties: --disk-rate
+/// at the workload's high rate, so disk-heavy phases are the memory-heavy
+/// ones.
+fn disk_bytes_per_page(args: &SimulateArgs) -> f64 {
+    args.disk_rate.0 as f64 / args.workload.high_rate.max(args.workload.rate).max(1.0)
 }
 
 fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHandle)>> {
@@ -129,13 +128,14 @@ fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHan
 fn run_fast(args: &SimulateArgs, domain: &Domain, mut controller: Controller, csv: &Path) -> Result<()> {
     let mut sink = CsvSink::create(csv)?;
     let mut disk = disk_meter(args)?;
+    let per_page = disk_bytes_per_page(args);
     drive::run_virtual(
         domain,
         args.duration.0.as_secs_f64(),
         &mut controller,
         |from_s, to_s| match &mut disk {
             Some((meter, handle)) => {
-                handle.add_written_bytes(disk_bytes(args, domain, from_s, to_s));
+                handle.add_written_bytes((domain.workload.writes(from_s, to_s) * per_page).round() as u64);
                 meter.on_checkpoint()
             }
             None => Default::default(),
@@ -165,13 +165,13 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
     let duration = args.duration.0;
     let sim_domain = domain.clone();
     let sim_stop = Arc::clone(&stop);
-    let disk_rate = args.disk_rate.0 as f64 / args.workload.high_rate.max(args.workload.rate).max(1.0);
+    let per_page = disk_bytes_per_page(args);
     let sim = std::thread::Builder::new()
         .name("sim-domain".into())
         .spawn(move || {
             let on_epoch = |from_s: f64, to_s: f64| {
                 if let Some(h) = &disk_handle {
-                    h.add_written_bytes((sim_domain.workload.writes(from_s, to_s) * disk_rate).round() as u64);
+                    h.add_written_bytes((sim_domain.workload.writes(from_s, to_s) * per_page).round() as u64);
                 }
             };
             drive::run_realtime(&sim_domain, duration, &stats, &control, &sim_stop, on_epoch)
@@ -205,14 +205,21 @@ fn label_of(path: &Path) -> String {
     path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
 }
 
+/// Reads back each run's CSV (the summary describes what was written).
+fn read_runs(runs: &[(String, PathBuf)]) -> Result<Vec<(String, Vec<Row>)>> {
+    runs.iter()
+        .map(|(label, path)| Ok((label.clone(), report::read_csv(path)?)))
+        .collect()
+}
+
+fn summaries(runs: &[(String, Vec<Row>)], policy: &PolicyArgs) -> Vec<RunSummary> {
+    runs.iter()
+        .map(|(label, rows)| report::summarize(label, rows, policy.lmin.0, policy.lmax.0))
+        .collect()
+}
+
 fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> {
-    let summaries = runs
-        .iter()
-        .map(|(label, path)| {
-            let rows = report::read_csv(path)?;
-            Ok(report::summarize(label, &rows, policy.lmin.0, policy.lmax.0))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let summaries = summaries(&read_runs(runs)?, policy);
     println!("{}", report::render(&summaries, Format::Table));
     Ok(())
 }
@@ -233,10 +240,8 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
         run_fast(args, domain, controller, &path)?;
         runs.push((spec.to_string(), path));
     }
-    let summaries = runs
-        .iter()
-        .map(|(label, path)| Ok(report::summarize(label, &report::read_csv(path)?, args.policy.lmin.0, args.policy.lmax.0)))
-        .collect::<Result<Vec<_>>>()?;
+    let plotted = read_runs(&runs)?;
+    let summaries = summaries(&plotted, &args.policy);
     let table = report::render(&summaries, Format::Table);
     println!(
         "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}",
@@ -250,10 +255,6 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
     std::fs::write(&md, report::render(&summaries, Format::Markdown))
         .with_context(|| format!("cannot write {}", md.display()))?;
 
-    let plotted = runs
-        .iter()
-        .map(|(label, path)| Ok((label.clone(), report::read_csv(path)?)))
-        .collect::<Result<Vec<_>>>()?;
     let panels = vec![Panel::Size, Panel::Interval, Panel::Pause, Panel::Dirty];
     let opts = PlotOptions {
         height_px: plot::default_height_px(panels.len()),

@@ -13,7 +13,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::plot::font::FAMILY;
-use crate::plot::series::{panel_series, step_points, Panel, PanelSeries};
+use crate::plot::series::{
+    clipped_count, panel_series, step_points, y_axis, Panel, PanelSeries, YAxis,
+};
 use crate::plot::PlotOptions;
 use crate::report::rows::{is_live_round, IntervalSource, BYTES_PER_MIB};
 use crate::row::Row;
@@ -46,6 +48,15 @@ const BAND_LABEL_MARGIN_PX: u32 = 70;
 /// Runs with at most this many points also get markers; denser runs would
 /// turn into a smear of dots.
 const MARKER_MAX_POINTS: usize = 150;
+/// Width of the run curves, in pixels.
+const CURVE_WIDTH_PX: u32 = 2;
+/// Sharpest corner (degrees between the two segments) left inside one
+/// stroked path; see [`stroke_pieces`].
+const MIN_JOIN_ANGLE_DEG: f64 = 60.0;
+/// Height of one two-line band-edge label ("Lmax" over "16 MiB").
+const BAND_LABEL_BLOCK_PX: i32 = 2 * TICK_PX as i32 + 4;
+/// Size of the triangles that mark values clipped to the top edge.
+const CLIP_MARKER_PX: u32 = 5;
 
 /// Colour of the `index`-th run (cycles after seven runs).
 pub fn run_color(index: usize) -> RGBColor {
@@ -241,14 +252,19 @@ fn draw_legend<DB: DrawingBackend>(
     Ok(())
 }
 
-fn panel_caption(panel: Panel, runs: &[(String, Vec<Row>)], series: &[PanelSeries]) -> String {
+fn panel_caption(
+    panel: Panel,
+    runs: &[(String, Vec<Row>)],
+    series: &[PanelSeries],
+    axis: YAxis,
+) -> String {
     let from_period: Vec<&str> = runs
         .iter()
         .zip(series)
         .filter(|(_, s)| s.interval_source == Some(IntervalSource::PeriodMs))
         .map(|((label, _), _)| label.as_str())
         .collect();
-    if panel == Panel::Interval && !from_period.is_empty() {
+    let mut caption = if panel == Panel::Interval && !from_period.is_empty() {
         format!(
             "{} (measured period for runs without a gate: {})",
             panel.caption(),
@@ -256,7 +272,95 @@ fn panel_caption(panel: Panel, runs: &[(String, Vec<Row>)], series: &[PanelSerie
         )
     } else {
         panel.caption().to_string()
+    };
+    if axis.clipped > 0 {
+        // Say what was clipped, per run, so a reader never takes the edge
+        // for the data: the triangles on the edge show where.
+        let per_run: Vec<String> = runs
+            .iter()
+            .zip(series)
+            .map(|((label, _), s)| {
+                let values: Vec<f64> = s.points.iter().map(|(_, y)| *y).collect();
+                (label, clipped_count(&values, axis.top))
+            })
+            .filter(|(_, count)| *count > 0)
+            .map(|(label, count)| format!("{label} {count}"))
+            .collect();
+        caption.push_str(&format!(
+            "; above {}, marked on the top edge: {}",
+            tick_label(&axis.top),
+            per_run.join(", ")
+        ));
     }
+    caption
+}
+
+/// Splits a polyline, given in backend pixels, into index ranges that
+/// share their end points and have no corner sharper than
+/// [`MIN_JOIN_ANGLE_DEG`].
+///
+/// Why: plotters (0.3.7, `plotters-backend` `rasterizer::path`) strokes a
+/// path wider than 1 px on bitmaps by offsetting each segment and meeting
+/// neighbours at the intersection of the offset lines, and caps that miter
+/// only on the outer side of a corner. On the inner side of a near
+/// reversal (a noisy rate that jumps up and straight back down) the
+/// intersection lies arbitrarily far away, and the filled polygon becomes
+/// a thin spike that leaves the panel (seen at the phase changes of the
+/// dirty-rate panel). Splitting at such corners leaves only joins whose
+/// miter is at most `width / (2 sin 30°)` = the stroke width. The SVG back
+/// end hands the path to the viewer, which limits miters itself; it gets
+/// the same pieces, drawn identically.
+///
+/// Repeated pixels are skipped when measuring corners, as plotters does.
+pub fn stroke_pieces(pixels: &[(i32, i32)]) -> Vec<Range<usize>> {
+    if pixels.len() < 2 {
+        return std::iter::once(0..pixels.len()).collect();
+    }
+    let max_cos = MIN_JOIN_ANGLE_DEG.to_radians().cos();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    // The last two distinct pixels of the current piece, by index.
+    let mut before: Option<usize> = None;
+    let mut corner = 0;
+    for next in 1..pixels.len() {
+        if pixels[next] == pixels[corner] {
+            continue;
+        }
+        if let Some(prev) = before {
+            let (a, b, c) = (pixels[prev], pixels[corner], pixels[next]);
+            let back = (f64::from(a.0 - b.0), f64::from(a.1 - b.1));
+            let ahead = (f64::from(c.0 - b.0), f64::from(c.1 - b.1));
+            let lengths = back.0.hypot(back.1) * ahead.0.hypot(ahead.1);
+            let cos = (back.0 * ahead.0 + back.1 * ahead.1) / lengths;
+            if cos > max_cos {
+                // The corner pixel repeats up to `next - 1`: end the piece
+                // there and start the next one from the same pixel.
+                pieces.push(start..next);
+                start = next - 1;
+                before = Some(next - 1);
+                corner = next;
+                continue;
+            }
+        }
+        before = Some(corner);
+        corner = next;
+    }
+    pieces.push(start..pixels.len());
+    pieces
+}
+
+/// Centre heights (pixels) of the Lmax and Lmin label blocks beside lines
+/// at `lmax_y` and `lmin_y` (`lmax_y <= lmin_y`, y grows downwards). Each
+/// block is centred on its line unless the two would overlap; then they
+/// are pushed apart, Lmax up and Lmin down, to touch but not overlap.
+pub fn band_label_centres(lmax_y: i32, lmin_y: i32, block_px: i32) -> (i32, i32) {
+    let gap = lmin_y - lmax_y;
+    if gap >= block_px {
+        return (lmax_y, lmin_y);
+    }
+    let missing = block_px - gap;
+    let up = (missing + 1) / 2;
+    (lmax_y - up, lmin_y + (missing - up))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,19 +378,16 @@ fn draw_panel<DB: DrawingBackend>(
         .collect();
     let lmin_mib = opts.lmin_bytes as f64 / BYTES_PER_MIB;
     let lmax_mib = opts.lmax_bytes as f64 / BYTES_PER_MIB;
-    let mut y_max = series
+    let values: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(_, y)| *y))
-        .fold(0.0_f64, f64::max);
-    if panel == Panel::Size {
-        // The band must always be in view: it is what the reader compares to.
-        y_max = y_max.max(lmax_mib);
-    }
-    let y_top = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        .collect();
+    let axis = y_axis(&values, panel.y_rule(lmax_mib));
+    let y_top = axis.top;
 
     let mut chart = ChartBuilder::on(area)
         .caption(
-            panel_caption(panel, runs, &series),
+            panel_caption(panel, runs, &series, axis),
             style(CAPTION_PX, BLACK),
         )
         .margin(6)
@@ -318,9 +419,13 @@ fn draw_panel<DB: DrawingBackend>(
                 BAND_FILL.mix(0.18).filled(),
             )))
             .map_err(drawing)?;
-        for (name, bytes, mib) in [
-            ("Lmax", opts.lmax_bytes, lmax_mib),
-            ("Lmin", opts.lmin_bytes, lmin_mib),
+        let (base_x, base_y) = area.get_base_pixel();
+        let (_, lmax_y) = chart.backend_coord(&(x1, lmax_mib));
+        let (_, lmin_y) = chart.backend_coord(&(x1, lmin_mib));
+        let (lmax_centre, lmin_centre) = band_label_centres(lmax_y, lmin_y, BAND_LABEL_BLOCK_PX);
+        for (name, bytes, mib, centre_y) in [
+            ("Lmax", opts.lmax_bytes, lmax_mib, lmax_centre),
+            ("Lmin", opts.lmin_bytes, lmin_mib, lmin_centre),
         ] {
             chart
                 .draw_series(DashedLineSeries::new(
@@ -331,10 +436,24 @@ fn draw_panel<DB: DrawingBackend>(
                 ))
                 .map_err(drawing)?;
             // Labelled in the right margin, outside the data, so no curve
-            // ever hides which line is which edge.
-            let (base_x, base_y) = area.get_base_pixel();
+            // ever hides which line is which edge. A thin band would stack
+            // the two labels on each other, so they are moved apart
+            // (`band_label_centres`) and a short leader ties each label
+            // to its line.
             let (edge_x, edge_y) = chart.backend_coord(&(x1, mib));
-            let (label_x, label_y) = (edge_x - base_x + 6, edge_y - base_y);
+            let (edge_x, edge_y) = (edge_x - base_x, edge_y - base_y);
+            let (label_x, label_y) = (edge_x + 8, centre_y - base_y);
+            if label_y != edge_y {
+                area.draw(&PathElement::new(
+                    vec![
+                        (edge_x, edge_y),
+                        (edge_x + 3, edge_y),
+                        (label_x - 4, label_y),
+                    ],
+                    BAND_EDGE.stroke_width(1),
+                ))
+                .map_err(drawing)?;
+            }
             area.draw(&Text::new(
                 name.to_string(),
                 (label_x, label_y - 1),
@@ -352,23 +471,44 @@ fn draw_panel<DB: DrawingBackend>(
 
     for (index, run) in series.iter().enumerate() {
         let color = run_color(index);
+        // Values above the axis are drawn on its top edge: plotters does
+        // not clip to the plotting area, so they would otherwise be drawn
+        // over the panel above.
+        let on_axis = |&(t_s, y): &(f64, f64)| (t_s, y.min(y_top));
+        let points: Vec<(f64, f64)> = run.points.iter().map(on_axis).collect();
         let line = if panel == Panel::Interval {
-            step_points(&run.points)
+            step_points(&points)
         } else {
-            run.points.clone()
+            points.clone()
         };
-        chart
-            .draw_series(LineSeries::new(line, color.stroke_width(2)))
-            .map_err(drawing)?;
+        let pixels: Vec<(i32, i32)> = line.iter().map(|p| chart.backend_coord(p)).collect();
+        for piece in stroke_pieces(&pixels) {
+            chart
+                .draw_series(LineSeries::new(
+                    line[piece].iter().copied(),
+                    color.stroke_width(CURVE_WIDTH_PX),
+                ))
+                .map_err(drawing)?;
+        }
         if run.points.len() <= MARKER_MAX_POINTS {
             chart
                 .draw_series(
-                    run.points
+                    points
                         .iter()
                         .map(|&point| Circle::new(point, 3, color.filled())),
                 )
                 .map_err(drawing)?;
         }
+        chart
+            .draw_series(
+                run.points
+                    .iter()
+                    .filter(|(_, y)| y.is_finite() && *y > y_top)
+                    .map(|&(t_s, _)| {
+                        TriangleMarker::new((t_s, y_top), CLIP_MARKER_PX, color.filled())
+                    }),
+            )
+            .map_err(drawing)?;
     }
     Ok(())
 }
@@ -416,6 +556,32 @@ mod tests {
         assert_eq!(tick_label(&2.5), "2.5");
         assert_eq!(tick_label(&0.0), "0");
         assert_eq!(tick_label(&16.0), "16");
+    }
+
+    #[test]
+    fn sharp_corners_split_the_stroke() {
+        // Up, then straight back down one pixel to the right: split at the
+        // top, where plotters would draw a spike.
+        let spike = [(0, 100), (10, 100), (11, 0), (12, 100), (20, 100)];
+        assert_eq!(stroke_pieces(&spike), vec![0..3, 2..5]);
+        // Right angles (interval steps) and straight runs stay whole, and
+        // repeated pixels do not count as corners.
+        let steps = [(0, 50), (10, 50), (10, 50), (10, 20), (30, 20)];
+        assert_eq!(stroke_pieces(&steps), vec![0..5]);
+        // A reversal after a repeated corner pixel starts from the repeat.
+        let back = [(0, 0), (5, 0), (5, 0), (0, 1)];
+        assert_eq!(stroke_pieces(&back), vec![0..3, 2..4]);
+        assert_eq!(stroke_pieces(&[(1, 1)]), vec![0..1]);
+        assert_eq!(stroke_pieces(&[]), vec![0..0]);
+    }
+
+    #[test]
+    fn band_labels_never_overlap() {
+        assert_eq!(band_label_centres(100, 200, 32), (100, 200));
+        assert_eq!(band_label_centres(100, 132, 32), (100, 132));
+        assert_eq!(band_label_centres(100, 120, 32), (94, 126));
+        assert_eq!(band_label_centres(100, 101, 32), (84, 116));
+        assert_eq!(band_label_centres(100, 100, 32), (84, 116));
     }
 
     #[test]

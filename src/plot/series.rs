@@ -4,6 +4,7 @@
 use crate::report::rows::{
     dirty_rate_per_s, interval_points, selected_rows, IntervalSource, BYTES_PER_MIB,
 };
+use crate::report::summary::nearest_rank;
 use crate::row::Row;
 
 /// One stacked panel of the figure; all share the time axis (`t_s`).
@@ -42,6 +43,97 @@ impl Panel {
             Panel::Dirty => "Dirty-page rate: dirty pages / period since the previous checkpoint",
         }
     }
+
+    /// How this panel picks its y range (see [`y_axis`]). Size and pause
+    /// spike at phase changes (a 135 MiB overshoot, a 135 ms pause); fitting
+    /// those would squash the band and every typical value into a sliver, so
+    /// these two clip. Interval and dirty rate have no such outliers: the
+    /// whole range is the story there, so they fit everything.
+    pub fn y_rule(self, lmax_mib: f64) -> YRule {
+        match self {
+            Panel::Size => YRule::Robust { floor: lmax_mib },
+            Panel::Pause => YRule::Robust { floor: 0.0 },
+            Panel::Interval | Panel::Dirty => YRule::FitAll,
+        }
+    }
+}
+
+/// Space above the highest value kept in view, so that the top point does
+/// not sit on the frame. 1.125 rather than 1.1 so that axis tops are exact
+/// in binary and the rule can be tested with `assert_eq!`.
+pub const Y_HEADROOM: f64 = 1.125;
+/// A robust axis reaches at least this many times the floor (Lmax): the
+/// band then fills at most 40 % of the panel and overshoots up to 2.5 x
+/// Lmax stay visible.
+pub const Y_FLOOR_ROOM: f64 = 2.5;
+/// ... and, however high the p99, at most this many times the floor, so the
+/// band keeps at least a quarter of the panel's height.
+pub const Y_FLOOR_CAP: f64 = 4.0;
+/// Percentile (nearest-rank, as in `report`) of the pooled values of all
+/// runs that a robust axis keeps in view.
+pub const Y_PERCENTILE: u32 = 99;
+
+/// How a panel's y range is chosen; see [`y_axis`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum YRule {
+    /// Every value in view, nothing clipped.
+    FitAll,
+    /// Room for `floor` (Lmax on the size panel) and the p99, not for
+    /// rare spikes, which are clipped to the top edge.
+    Robust { floor: f64 },
+}
+
+/// A panel's y axis: `0..top`, and how many values lie above `top` (drawn
+/// on the top edge and counted in the caption).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YAxis {
+    pub top: f64,
+    pub clipped: usize,
+}
+
+/// The y axis for `values` (all runs of one panel, pooled) under `rule`.
+///
+/// The highest value kept in view, `keep`, is:
+/// - [`YRule::FitAll`]: the largest value;
+/// - [`YRule::Robust`]: `min(max(largest, floor), limit)` with
+///   `limit = max(2.5 x floor, p99)`, and, when `floor > 0`, `limit` at
+///   most `4 x floor`. So an axis never goes higher than the data needs,
+///   the floor is always in view, and spikes above the p99 (or above
+///   4 x Lmax) are clipped.
+///
+/// The axis top is `1.125 x keep` (1 when `keep` is 0, so an empty panel
+/// still has an axis); values above the top are `clipped`. Non-finite
+/// values are ignored: they cannot be placed on any axis.
+pub fn y_axis(values: &[f64], rule: YRule) -> YAxis {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let largest = sorted.last().copied().unwrap_or(0.0).max(0.0);
+    let keep = match rule {
+        YRule::FitAll => largest,
+        YRule::Robust { floor } => {
+            let floor = if floor.is_finite() {
+                floor.max(0.0)
+            } else {
+                0.0
+            };
+            let p99 = nearest_rank(&sorted, Y_PERCENTILE).unwrap_or(0.0);
+            let mut limit = (Y_FLOOR_ROOM * floor).max(p99);
+            if floor > 0.0 {
+                limit = limit.min(Y_FLOOR_CAP * floor);
+            }
+            largest.max(floor).min(limit)
+        }
+    };
+    let top = if keep > 0.0 { keep * Y_HEADROOM } else { 1.0 };
+    YAxis {
+        top,
+        clipped: clipped_count(values, top),
+    }
+}
+
+/// How many of `values` lie above an axis that ends at `top`.
+pub fn clipped_count(values: &[f64], top: f64) -> usize {
+    values.iter().filter(|v| v.is_finite() && **v > top).count()
 }
 
 /// Points of one run on one panel, `(t_s, value in the panel's unit)`.

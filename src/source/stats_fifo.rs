@@ -47,33 +47,44 @@ pub struct Malformed {
 /// Longest line kept; record lines are at most 512 bytes.
 const MAX_LINE: usize = 4096;
 
+/// One complete line (newline included); `None` for a blank one.
+fn parse_bytes(line: &[u8], line_no: u64) -> Option<Result<Record, Malformed>> {
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(record::parse_line(&text).map_err(|error| Malformed { line_no, error }))
+}
+
 impl LineParser {
     /// Feeds bytes; returns what complete lines parsed to, in order.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Record, Malformed>> {
         let mut out = Vec::new();
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
-            if self.partial.len() < MAX_LINE {
-                let room = MAX_LINE - self.partial.len();
+            if !chunk.ends_with(b"\n") {
+                // A line still being written: keep it (bounded) for later.
+                let room = MAX_LINE.saturating_sub(self.partial.len());
                 self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                continue;
             }
-            if chunk.ends_with(b"\n") {
-                self.line_no += 1;
-                let text = String::from_utf8_lossy(&self.partial);
-                let parsed = if text.trim().is_empty() {
-                    None
-                } else {
-                    Some(record::parse_line(&text).map_err(|error| Malformed {
-                        line_no: self.line_no,
-                        error,
-                    }))
-                };
+            self.line_no += 1;
+            let parsed = if self.partial.is_empty() {
+                parse_bytes(chunk, self.line_no)
+            } else {
+                let room = MAX_LINE.saturating_sub(self.partial.len());
+                self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let parsed = parse_bytes(&self.partial, self.line_no);
                 self.partial.clear();
-                if let Some(p) = parsed {
-                    if p.is_err() {
-                        self.malformed += 1;
-                    }
-                    out.push(p);
+                parsed
+            };
+            if let Some(p) = parsed {
+                if p.is_err() {
+                    self.malformed += 1;
                 }
+                out.push(p);
             }
         }
         out
@@ -89,8 +100,11 @@ impl LineParser {
 /// closes), sending each record to `tx`. Malformed lines are reported on
 /// stderr with their line number and skipped.
 pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
+    read_from(path, None, on_eof, stop, tx)
+}
+
+fn read_from(path: &Path, mut file: Option<File>, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
     let mut parser = LineParser::default();
-    let mut file: Option<File> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut had_writer = false;
     loop {
@@ -154,16 +168,19 @@ pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Reco
     }
 }
 
-/// Spawns [`read_fifo`] on its own thread.
+/// Spawns [`read_fifo`] on its own thread. The FIFO is opened before this
+/// returns (when it exists), so a writer starting right after is not
+/// dropped for want of a reader.
 pub fn spawn(
     path: PathBuf,
     on_eof: OnEof,
     stop: Arc<AtomicBool>,
     tx: Sender<Record>,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let file = fifo::open_reader(&path).ok();
     std::thread::Builder::new()
         .name("stats-reader".into())
-        .spawn(move || read_fifo(&path, on_eof, &stop, &tx))
+        .spawn(move || read_from(&path, file, on_eof, &stop, &tx))
         .context("cannot start the stats reader thread")
 }
 
