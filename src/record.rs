@@ -268,9 +268,11 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
     Ok(())
 }
 
-/// Formats a record the way the C library does; used by the trace replay
-/// and by tests to round-trip.
-pub fn format_line(rec: &Record) -> String {
+/// Formats a record the way the C library does: an independent reference
+/// for the parser's round-trip tests (the shipped formatter is the C one,
+/// `ffi::format_record`, checked against this shape in tests/c_library.rs).
+#[cfg(test)]
+fn format_line(rec: &Record) -> String {
     let mut line = format!(
         "ckpt v={RECORD_VERSION} seq={} domid={} stream={} live={} page_size={} \
          dirty_pages={} deferred_pages={} pages_sent={} bytes_sent={}",
