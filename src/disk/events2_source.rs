@@ -121,6 +121,22 @@ impl Child2 {
         })
     }
 
+    /// Applies lines to `state` until the initial dump is complete (the
+    /// `exists -` line), or says why it stopped first: `timeout` passed
+    /// without it, or the child is gone.
+    fn read_initial_dump(
+        &self,
+        state: &mut Events2State,
+        timeout: Duration,
+    ) -> std::result::Result<(), RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        while !state.initial_dump_done {
+            let line = self.lines.recv_deadline(deadline)?;
+            state.apply_line(&line);
+        }
+        Ok(())
+    }
+
     /// Why the child is gone: exit status and what it said on stderr.
     fn death_note(&mut self) -> String {
         // Give the stderr thread a moment to collect the last words.
@@ -161,22 +177,13 @@ impl Drop for Child2 {
 fn dump_now(config: &Events2Config) -> Result<Events2State> {
     let mut child = Child2::spawn(&config.program, &["events2", "--now"])?;
     let mut state = Events2State::default();
-    let deadline = Instant::now() + config.start_timeout;
-    while !state.initial_dump_done {
-        match child.lines.recv_deadline(deadline) {
-            Ok(line) => {
-                state.apply_line(&line);
-            }
-            Err(RecvTimeoutError::Timeout) => break,
-            Err(RecvTimeoutError::Disconnected) => {
-                if state.resources.is_empty() {
-                    bail!("{}", child.death_note());
-                }
-                break;
-            }
+    match child.read_initial_dump(&mut state, config.start_timeout) {
+        Err(RecvTimeoutError::Disconnected) if state.resources.is_empty() => {
+            bail!("{}", child.death_note())
         }
+        // What arrived is the best answer there is: it only names things.
+        Ok(()) | Err(_) => Ok(state),
     }
-    Ok(state)
 }
 
 /// " (DRBD 9 resources: a, b)" or "" when they cannot be listed.
@@ -252,21 +259,16 @@ impl Events2Source {
             &["events2", "--statistics", "--poll", resource],
         )?;
         let mut state = Events2State::default();
-        let deadline = Instant::now() + config.start_timeout;
-        while !state.initial_dump_done {
-            match child.lines.recv_deadline(deadline) {
-                Ok(line) => {
-                    state.apply_line(&line);
-                }
-                Err(RecvTimeoutError::Timeout) => bail!(
-                    "{label}: {} printed no initial state within {:?}",
-                    child.what,
-                    config.start_timeout
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let note = child.death_note();
-                    bail!("{label}: {note}{}", known_resources(config));
-                }
+        match child.read_initial_dump(&mut state, config.start_timeout) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => bail!(
+                "{label}: {} printed no initial state within {:?}",
+                child.what,
+                config.start_timeout
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let note = child.death_note();
+                bail!("{label}: {note}{}", known_resources(config));
             }
         }
         if !state.resources.contains(resource) {
