@@ -39,7 +39,10 @@ const BASE_NS: u64 = 1_000_000_000;
 
 fn main() -> Result<()> {
     let quick = common::quick();
-    throughput(if quick { 20_000 } else { 200_000 }, if quick { 3 } else { 7 })?;
+    throughput(
+        if quick { 20_000 } else { 200_000 },
+        if quick { 3 } else { 7 },
+    )?;
     latency(if quick { 200 } else { 2_000 })?;
     Ok(())
 }
@@ -268,7 +271,9 @@ fn latency(records: u64) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     stop.store(true, Ordering::Relaxed);
-    source.join().map_err(|_| anyhow::anyhow!("stats reader panicked"))??;
+    source
+        .join()
+        .map_err(|_| anyhow::anyhow!("stats reader panicked"))??;
 
     let echo_ns = echo_latencies_ns(records)?;
     let stats3 = |v: &[f64]| {
@@ -361,7 +366,8 @@ fn echo_latencies_ns(records: u64) -> Result<Vec<f64>> {
         }
     }
     drop(stats_writer);
-    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
     Ok(latencies_ns)
 }
 
@@ -371,7 +377,9 @@ fn read_control(reader: &mut File, timeout_ms: i32) -> Result<Option<u32>> {
     let mut text = String::new();
     let mut buf = [0u8; 512];
     loop {
-        let left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+        let left_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i32;
         if fifo::poll_readable(reader, left_ms.max(0))? == 0 {
             return Ok(None);
         }

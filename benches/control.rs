@@ -44,8 +44,10 @@ struct Quality {
 
 impl Quality {
     fn dominates(&self, other: &Quality) -> bool {
-        let ge = self.within_lmax_pct >= other.within_lmax_pct && self.mean_interval_ms >= other.mean_interval_ms;
-        let gt = self.within_lmax_pct > other.within_lmax_pct || self.mean_interval_ms > other.mean_interval_ms;
+        let ge = self.within_lmax_pct >= other.within_lmax_pct
+            && self.mean_interval_ms >= other.mean_interval_ms;
+        let gt = self.within_lmax_pct > other.within_lmax_pct
+            || self.mean_interval_ms > other.mean_interval_ms;
         ge && gt
     }
 
@@ -60,7 +62,8 @@ impl Quality {
 fn main() -> Result<()> {
     let duration_s = if common::quick() { 60.0 } else { 300.0 };
     let policy = PolicyArgs::default();
-    let defaults = Defaults::try_parse_from(["bench"]).context("default workload/domain arguments")?;
+    let defaults =
+        Defaults::try_parse_from(["bench"]).context("default workload/domain arguments")?;
     eprintln!(
         "control: {duration_s:.0} s of virtual time per run, seed {}, Lmin {}, Lmax {}, tmin {} ms, tmax {} ms",
         defaults.workload.seed,
@@ -78,7 +81,10 @@ fn main() -> Result<()> {
         let name = kind.to_string();
         let mut args = defaults.workload.clone();
         args.workload = kind;
-        let domain = Domain::new(&defaults.domain, Workload::new(&args, PAGE_SIZE, duration_s)?)?;
+        let domain = Domain::new(
+            &defaults.domain,
+            Workload::new(&args, PAGE_SIZE, duration_s)?,
+        )?;
 
         let mut fixed = Vec::new();
         for ms in FIXED_MS {
@@ -100,12 +106,20 @@ fn main() -> Result<()> {
             fixed.push((ms, q));
         }
         for kind in [PolicyKind::Threshold, PolicyKind::Target] {
-            let spec = PolicySpec { kind, interval: None };
+            let spec = PolicySpec {
+                kind,
+                interval: None,
+            };
             let q = run(&domain, duration_s, &policy, &spec)?;
             let not: Vec<String> = fixed
                 .iter()
                 .filter(|(_, f)| !q.dominates(f))
-                .map(|(ms, f)| format!("{ms} ms ({:.1}%, {:.1} ms)", f.within_lmax_pct, f.mean_interval_ms))
+                .map(|(ms, f)| {
+                    format!(
+                        "{ms} ms ({:.1}%, {:.1} ms)",
+                        f.within_lmax_pct, f.mean_interval_ms
+                    )
+                })
                 .collect();
             let dominated = FIXED_MS.len() - not.len();
             // The weaker question: is the policy on the trade-off frontier
@@ -159,7 +173,13 @@ fn main() -> Result<()> {
 
 /// `BENCH_SWEEP=1`: non-default parameters of the adaptive policies, to
 /// see whether the defaults are a reasonable choice (informational rows).
-fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fixed: &[(u64, Quality)]) -> Result<()> {
+fn sweep(
+    name: &str,
+    domain: &Domain,
+    duration_s: f64,
+    defaults: &PolicyArgs,
+    fixed: &[(u64, Quality)],
+) -> Result<()> {
     let mib = |n: u64| remus_ckpt::units::Bytes(n << 20);
     let ms = |n: u64| Millis(std::time::Duration::from_millis(n));
     let mut variants: Vec<(String, PolicyArgs)> = Vec::new();
@@ -224,9 +244,10 @@ fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fi
             .filter(|(_, f)| f.dominates(&q))
             .map(|(ms, _)| format!("{ms} ms"))
             .collect();
-        let same_safety = fixed_equivalent_ms(fixed, q.within_lmax_pct).map_or("safer than every fixed".into(), |f| {
-            format!("{:.2}x at equal safety", q.mean_interval_ms / f)
-        });
+        let same_safety = fixed_equivalent_ms(fixed, q.within_lmax_pct)
+            .map_or("safer than every fixed".into(), |f| {
+                format!("{:.2}x at equal safety", q.mean_interval_ms / f)
+            });
         Row {
             section: SECTION,
             case: &format!("{name}: sweep {label}"),
@@ -254,7 +275,10 @@ fn sweep(name: &str, domain: &Domain, duration_s: f64, defaults: &PolicyArgs, fi
 /// as the interval grows); the longest measured one when several reach
 /// `pct`. `None` when no fixed interval is that safe.
 fn fixed_equivalent_ms(fixed: &[(u64, Quality)], pct: f64) -> Option<f64> {
-    let safe: Vec<&(u64, Quality)> = fixed.iter().filter(|(_, q)| q.within_lmax_pct >= pct).collect();
+    let safe: Vec<&(u64, Quality)> = fixed
+        .iter()
+        .filter(|(_, q)| q.within_lmax_pct >= pct)
+        .collect();
     let &(ms_a, qa) = *safe.last()?;
     let next = fixed.iter().find(|(ms, _)| *ms > ms_a);
     Some(match next {
@@ -266,7 +290,12 @@ fn fixed_equivalent_ms(fixed: &[(u64, Quality)], pct: f64) -> Option<f64> {
     })
 }
 
-fn run(domain: &Domain, duration_s: f64, policy: &PolicyArgs, spec: &PolicySpec) -> Result<Quality> {
+fn run(
+    domain: &Domain,
+    duration_s: f64,
+    policy: &PolicyArgs,
+    spec: &PolicySpec,
+) -> Result<Quality> {
     let mut controller = Controller::new(policy.build_spec(spec)?, policy.size_metric);
     let lmax_bytes = policy.lmax.0;
     let (mut n, mut within, mut period_sum_ms, mut periods) = (0u64, 0u64, 0.0, 0u64);

@@ -49,15 +49,23 @@ fn wait_empty(fd: i32) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let (rounds, per_round) = if common::quick() { (3, 2_000) } else { (21, 20_000) };
+    let (rounds, per_round) = if common::quick() {
+        (3, 2_000)
+    } else {
+        (21, 20_000)
+    };
     timing(rounds, per_round)?;
     allocations()?;
     Ok(())
 }
 
 /// Drains the FIFO until `stop`; returns the bytes read.
-fn spawn_reader(path: &Path, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<Result<u64>>> {
-    let mut file = fifo::open_reader(path).with_context(|| format!("open {} for reading", path.display()))?;
+fn spawn_reader(
+    path: &Path,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Result<u64>>> {
+    let mut file =
+        fifo::open_reader(path).with_context(|| format!("open {} for reading", path.display()))?;
     // SAFETY: F_SETPIPE_SZ on a FIFO fd we own; failure only leaves the
     // default 64 KiB buffer, which is checked through the drop counts.
     let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
@@ -150,7 +158,8 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
     // neither side measures EAGAIN fast paths instead of writes.
     let batches = per_round.div_ceil(BATCH);
     let empty = || wait_empty(fd);
-    let (mut hooks_ns, mut emit_ns, mut write_ns, mut format_ns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hooks_ns, mut emit_ns, mut write_ns, mut format_ns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hooks_dropped, mut emit_dropped, mut write_failed) = (0u64, 0u64, 0u64);
     let mut i = 0u64;
     for _ in 0..rounds {
@@ -201,7 +210,9 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
     drop(writer);
     drop(ckpt);
     stop.store(true, Ordering::Relaxed);
-    let drained_bytes = reader.join().map_err(|_| anyhow::anyhow!("drain thread panicked"))??;
+    let drained_bytes = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("drain thread panicked"))??;
 
     let total = rounds as u64 * batches * BATCH;
     let base = median(&write_ns);
@@ -317,12 +328,18 @@ fn count_allocations(k: u64) -> Result<f64> {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            bail!("valgrind alloc_driver {checkpoints} failed ({}): {stderr}", out.status);
+            bail!(
+                "valgrind alloc_driver {checkpoints} failed ({}): {stderr}",
+                out.status
+            );
         }
         if !stdout.contains(" dropped=0 ") {
             bail!("records were dropped, the write path was not measured: {stdout}");
         }
-        allocs.push(parse_allocs(&stderr).with_context(|| format!("no heap summary in valgrind output: {stderr}"))?);
+        allocs.push(
+            parse_allocs(&stderr)
+                .with_context(|| format!("no heap summary in valgrind output: {stderr}"))?,
+        );
     }
     eprintln!(
         "emitter: valgrind total heap usage: {} allocs for {k} checkpoints, {} for {}",
@@ -335,7 +352,14 @@ fn count_allocations(k: u64) -> Result<f64> {
 
 /// "==123==   total heap usage: 3 allocs, 3 frees, 4,612 bytes allocated"
 fn parse_allocs(valgrind_stderr: &str) -> Option<u64> {
-    let line = valgrind_stderr.lines().find(|l| l.contains("total heap usage:"))?;
+    let line = valgrind_stderr
+        .lines()
+        .find(|l| l.contains("total heap usage:"))?;
     let after = line.split("total heap usage:").nth(1)?;
-    after.split_whitespace().next()?.replace(',', "").parse().ok()
+    after
+        .split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
 }

@@ -28,7 +28,11 @@ const NSEC_PER_MSEC: u64 = 1_000_000;
 fn main() -> Result<()> {
     let quick = common::quick();
     for realtime in [false, true] {
-        for (interval_ms, checkpoints) in [(5u32, 300usize), (20, 300), (100, if realtime { 100 } else { 200 })] {
+        for (interval_ms, checkpoints) in [
+            (5u32, 300usize),
+            (20, 300),
+            (100, if realtime { 100 } else { 200 }),
+        ] {
             let checkpoints = if quick { checkpoints / 15 } else { checkpoints };
             let baseline = std::thread::Builder::new()
                 .name("nanosleep".into())
@@ -48,7 +52,9 @@ fn main() -> Result<()> {
                     gate_errors_ns(interval_ms, checkpoints)
                 })
                 .context("spawn the gate thread")?;
-            let gate = gate.join().map_err(|_| anyhow::anyhow!("gate thread panicked"))?;
+            let gate = gate
+                .join()
+                .map_err(|_| anyhow::anyhow!("gate thread panicked"))?;
             let base = baseline
                 .join()
                 .map_err(|_| anyhow::anyhow!("baseline thread panicked"))?;
@@ -89,7 +95,10 @@ fn not_measured(interval_ms: u32, why: &str) {
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write; CLOCK_MONOTONIC exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -107,7 +116,8 @@ fn gate_errors_ns(interval_ms: u32, checkpoints: usize) -> Result<Vec<i64>> {
     // The live round opens the control FIFO; then command the interval.
     ckpt.gate(true);
     ckpt.emit();
-    let mut writer = fifo::open_writer(&control)?.context("the C library did not open the control FIFO")?;
+    let mut writer =
+        fifo::open_writer(&control)?.context("the C library did not open the control FIFO")?;
     writer
         .write_all(format!("interval_ms={interval_ms}\n").as_bytes())
         .context("write the control line")?;
@@ -119,9 +129,14 @@ fn gate_errors_ns(interval_ms: u32, checkpoints: usize) -> Result<Vec<i64>> {
         ckpt.emit();
         let rec = ckpt.last().context("no record")?;
         if rec.interval_ms != interval_ms {
-            bail!("the gate paced for {} ms, not {interval_ms} ms", rec.interval_ms);
+            bail!(
+                "the gate paced for {} ms, not {interval_ms} ms",
+                rec.interval_ms
+            );
         }
-        errors.push(rec.t_suspend as i64 - prev_ns as i64 - i64::from(interval_ms) * NSEC_PER_MSEC as i64);
+        errors.push(
+            rec.t_suspend as i64 - prev_ns as i64 - i64::from(interval_ms) * NSEC_PER_MSEC as i64,
+        );
         prev_ns = rec.t_suspend;
     }
     Ok(errors)
@@ -140,8 +155,14 @@ fn nanosleep_errors_ns(interval_ms: u32, checkpoints: usize) -> Vec<i64> {
         };
         // SAFETY: ts is a valid timespec; an absolute sleep restarted
         // after EINTR keeps its deadline.
-        while unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) }
-            == libc::EINTR
+        while unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        } == libc::EINTR
         {}
         let now = now_ns();
         errors.push(now as i64 - prev_ns as i64 - interval_ns as i64);
@@ -167,7 +188,11 @@ fn report(interval_ms: u32, realtime: bool, gate_ns: &[i64], base_ns: &[i64]) {
     let (b50, b99, bmax) = stats(base_ns);
     let case = format!(
         "period - target at {interval_ms} ms, {}p50/p99/max ms (n={})",
-        if realtime { "both threads SCHED_FIFO, " } else { "" },
+        if realtime {
+            "both threads SCHED_FIFO, "
+        } else {
+            ""
+        },
         gate_ns.len()
     );
     Row {
@@ -187,7 +212,10 @@ fn report(interval_ms: u32, realtime: bool, gate_ns: &[i64], base_ns: &[i64]) {
     // A gate that returns early would show as a negative error.
     if let Some(min) = gate_ns.iter().min() {
         if *min < -(NSEC_PER_MSEC as i64) / 10 {
-            eprintln!("gate: at {interval_ms} ms a period was {} ms short", ms(-*min as f64));
+            eprintln!(
+                "gate: at {interval_ms} ms a period was {} ms short",
+                ms(-*min as f64)
+            );
         }
     }
 }

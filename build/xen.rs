@@ -125,7 +125,10 @@ pub fn main() {
     // version gets the full libxenguest build or the compile check.
     let line = match select_series(&src) {
         Ok(line) => line,
-        Err(f) => panic!("{}", failure_message(&src, "choosing the Xen patch series", &f)),
+        Err(f) => panic!(
+            "{}",
+            failure_message(&src, "choosing the Xen patch series", &f)
+        ),
     };
     if compile_only || line.full_build.as_deref() != Some(line.version.as_str()) {
         if mode == Mode::Unpatched {
@@ -245,7 +248,14 @@ fn compile_check(src: &Path, line: &SeriesLine) -> Result<String> {
         .arg(&src)
         .arg(&scratch);
     // cargo's jobserver and flags are not for Xen's Makefiles.
-    for var in ["CFLAGS", "CPPFLAGS", "LDFLAGS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"] {
+    for var in [
+        "CFLAGS",
+        "CPPFLAGS",
+        "LDFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "MAKELEVEL",
+    ] {
         cmd.env_remove(var);
     }
     run_logged(

@@ -3,7 +3,12 @@
 //! The same C file is compiled into libxenguest by the Xen patches, so the
 //! tests and the simulator exercise the exact code that runs in Xen.
 
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 
 include!(concat!(env!("OUT_DIR"), "/remus_ckpt_bindings.rs"));
 
@@ -50,8 +55,14 @@ impl Ckpt {
         stats_spec: Option<&str>,
         control_spec: Option<&str>,
     ) -> Result<Option<Ckpt>> {
-        let stats = stats_spec.map(CString::new).transpose().context("stats spec contains NUL")?;
-        let control = control_spec.map(CString::new).transpose().context("control spec contains NUL")?;
+        let stats = stats_spec
+            .map(CString::new)
+            .transpose()
+            .context("stats spec contains NUL")?;
+        let control = control_spec
+            .map(CString::new)
+            .transpose()
+            .context("control spec contains NUL")?;
         let stream = match stream {
             CkptStream::Remus => remus_ckpt_stream_REMUS_CKPT_STREAM_REMUS,
             CkptStream::Colo => remus_ckpt_stream_REMUS_CKPT_STREAM_COLO,

@@ -35,7 +35,10 @@ pub fn ensure_private_fifo(path: &Path) -> Result<()> {
 
 fn check_private_fifo(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     if !meta.file_type().is_fifo() {
-        bail!("{} exists and is not a FIFO; remove it or choose another path", path.display());
+        bail!(
+            "{} exists and is not a FIFO; remove it or choose another path",
+            path.display()
+        );
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -74,7 +77,9 @@ pub fn open_writer(path: &Path) -> io::Result<Option<File>> {
         .open(path)
     {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) || e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) || e.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -122,7 +127,10 @@ mod tests {
         ensure_private_fifo(&p).unwrap();
         ensure_private_fifo(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(ensure_private_fifo(&p).unwrap_err().to_string().contains("0600"));
+        assert!(ensure_private_fifo(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("0600"));
         let f = dir.path().join("file");
         std::fs::write(&f, b"x").unwrap();
         assert!(ensure_private_fifo(&f).is_err());

@@ -11,17 +11,17 @@ pub mod ffi;
 pub mod fifo;
 pub mod units;
 
-pub mod source;
-pub mod record;
-pub mod size;
 pub mod disk;
-pub mod policy;
 pub mod pipeline;
-pub mod sink;
+pub mod policy;
+pub mod record;
 pub mod row;
+pub mod sink;
+pub mod size;
+pub mod source;
 
-pub mod report;
 pub mod plot;
+pub mod report;
 
 pub mod cli;
 pub mod cmd;

@@ -119,7 +119,11 @@ impl Controller {
             drbd_deferred: disk.drbd_deferred,
             drbd_checkpoints: disk.drbd_checkpoints,
         };
-        Step { row, command_ms, gap }
+        Step {
+            row,
+            command_ms,
+            gap,
+        }
     }
 }
 
@@ -182,10 +186,17 @@ pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
 }
 
 fn join<T>(handle: JoinHandle<T>, name: &str) -> Result<T> {
-    handle.join().map_err(|_| anyhow!("the {name} thread panicked"))
+    handle
+        .join()
+        .map_err(|_| anyhow!("the {name} thread panicked"))
 }
 
-fn control_loop(mut cfg: Config, records: &Receiver<Record>, ctl_tx: &Sender<u32>, sink_tx: &Sender<SinkMsg>) -> Outcome {
+fn control_loop(
+    mut cfg: Config,
+    records: &Receiver<Record>,
+    ctl_tx: &Sender<u32>,
+    sink_tx: &Sender<SinkMsg>,
+) -> Outcome {
     let mut outcome = Outcome::default();
     let mut stalled = false;
     let mut last_dropped = 0;
@@ -211,7 +222,11 @@ fn control_loop(mut cfg: Config, records: &Receiver<Record>, ctl_tx: &Sender<u32
             stalled = false;
             let _ = sink_tx.send(SinkMsg::Note("remus-ckpt: records flow again".into()));
         }
-        let disk = cfg.disk.as_mut().map(|d| d.on_checkpoint()).unwrap_or_default();
+        let disk = cfg
+            .disk
+            .as_mut()
+            .map(|d| d.on_checkpoint())
+            .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
         if let Some(ms) = step.command_ms {
             let _ = ctl_tx.send(ms);
@@ -240,7 +255,11 @@ fn stall_timeout(interval_ms: u32) -> Duration {
     Duration::from_millis(u64::from(interval_ms) * 5).max(Duration::from_secs(2))
 }
 
-fn spawn_control(path: PathBuf, rx: Receiver<u32>, notes: Sender<SinkMsg>) -> Result<JoinHandle<Result<(u64, bool)>>> {
+fn spawn_control(
+    path: PathBuf,
+    rx: Receiver<u32>,
+    notes: Sender<SinkMsg>,
+) -> Result<JoinHandle<Result<(u64, bool)>>> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -273,7 +292,12 @@ fn spawn_control(path: PathBuf, rx: Receiver<u32>, notes: Sender<SinkMsg>) -> Re
         .context("cannot start the control thread")
 }
 
-fn spawn_sink(csv: Option<PathBuf>, lmax_bytes: u64, quiet: bool, rx: Receiver<SinkMsg>) -> Result<JoinHandle<Result<()>>> {
+fn spawn_sink(
+    csv: Option<PathBuf>,
+    lmax_bytes: u64,
+    quiet: bool,
+    rx: Receiver<SinkMsg>,
+) -> Result<JoinHandle<Result<()>>> {
     let mut csv = csv.map(|p| CsvSink::create(&p)).transpose()?;
     std::thread::Builder::new()
         .name("sink".into())

@@ -98,9 +98,14 @@ pub enum ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::NotARecord => write!(f, "not a checkpoint record (expected 'ckpt v=1 ...')"),
+            ParseError::NotARecord => {
+                write!(f, "not a checkpoint record (expected 'ckpt v=1 ...')")
+            }
             ParseError::Version(v) => {
-                write!(f, "record version v={v} is not supported (this build reads v={RECORD_VERSION})")
+                write!(
+                    f,
+                    "record version v={v} is not supported (this build reads v={RECORD_VERSION})"
+                )
             }
             ParseError::Missing(k) => write!(f, "required key '{k}' is missing"),
             ParseError::BadValue { key, value } => write!(f, "bad value '{value}' for key '{key}'"),
@@ -153,7 +158,9 @@ pub fn parse_line(line: &str) -> Result<Record, ParseError> {
         return Err(ParseError::Missing("v"));
     }
     if seen != ALL_REQUIRED {
-        let missing = (0..REQUIRED.len()).find(|i| seen & (1 << i) == 0).unwrap_or(0);
+        let missing = (0..REQUIRED.len())
+            .find(|i| seen & (1 << i) == 0)
+            .unwrap_or(0);
         return Err(ParseError::Missing(REQUIRED[missing]));
     }
     Ok(rec)
@@ -341,7 +348,10 @@ mod tests {
     #[test]
     fn rejects_what_it_must() {
         assert_eq!(parse_line("hello"), Err(ParseError::NotARecord));
-        assert!(matches!(parse_line(&LINE.replace("v=1", "v=2")), Err(ParseError::Version(_))));
+        assert!(matches!(
+            parse_line(&LINE.replace("v=1", "v=2")),
+            Err(ParseError::Version(_))
+        ));
         assert_eq!(
             parse_line(&LINE.replace(" t_done=600", "")),
             Err(ParseError::Missing("t_done"))
@@ -358,7 +368,10 @@ mod tests {
             parse_line(&LINE.replace("seq=7", "seq=99999999999999999999")),
             Err(ParseError::BadValue { .. })
         ));
-        assert!(matches!(parse_line(&LINE.replace("seq=7", "seq")), Err(ParseError::BadToken(_))));
+        assert!(matches!(
+            parse_line(&LINE.replace("seq=7", "seq")),
+            Err(ParseError::BadToken(_))
+        ));
     }
 
     proptest! {

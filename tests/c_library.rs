@@ -1441,7 +1441,10 @@ fn stats_fifo_recreated() {
     rc.checkpoint(false);
     let old = seqs(&lines(&read_available(&old_reader)));
     let new = seqs(&lines(&read_available(&new_reader)));
-    assert!(old.len() <= 2, "only records within 100 ms of a check: {old:?}");
+    assert!(
+        old.len() <= 2,
+        "only records within 100 ms of a check: {old:?}"
+    );
     let all: Vec<_> = old.iter().chain(new.iter()).copied().collect();
     assert_eq!(
         all,
@@ -1450,7 +1453,11 @@ fn stats_fifo_recreated() {
     );
     assert!(new.ends_with(&[(3, 0), (4, 0)]), "followed after 100 ms");
     rc.checkpoint(false);
-    assert_eq!(read_available(&old_reader), "", "nothing more to the old FIFO");
+    assert_eq!(
+        read_available(&old_reader),
+        "",
+        "nothing more to the old FIFO"
+    );
     assert_eq!(seqs(&lines(&read_available(&new_reader))), vec![(5, 0)]);
 }
 

@@ -26,7 +26,12 @@ fn dump_prints_records_and_names_bad_lines() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -38,5 +43,8 @@ fn dump_prints_records_and_names_bad_lines() {
     assert_eq!(&fields[5..8], &["2.5", "4.0", "100.0"]);
     assert_eq!(fields[9], "100/50");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 2") && stderr.contains("not a checkpoint record"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("not a checkpoint record"),
+        "{stderr}"
+    );
 }

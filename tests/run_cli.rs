@@ -34,13 +34,19 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     let out = dir.path();
     let lib = fake_lib_dir(out);
     // xl: remember its arguments, then start the save helper like libxl.
-    script(&out.join("xl"), &format!(
-        "echo \"$@\" > {o}/xl-args\n\"$LIBXL_SAVE_HELPER\" --helper-arg\nexit $?\n",
-        o = out.display()
-    ));
+    script(
+        &out.join("xl"),
+        &format!(
+            "echo \"$@\" > {o}/xl-args\n\"$LIBXL_SAVE_HELPER\" --helper-arg\nexit $?\n",
+            o = out.display()
+        ),
+    );
     // The helper: five records (the first is the live round, 64 MiB: above
     // Lmax), then wait for the controller's interval, then fail with 3.
-    let mut body = format!("env > {o}/helper-env\necho \"$@\" > {o}/helper-args\n", o = out.display());
+    let mut body = format!(
+        "env > {o}/helper-env\necho \"$@\" > {o}/helper-args\n",
+        o = out.display()
+    );
     for seq in 0..5u64 {
         let (pages, live) = if seq == 0 { (16384, 1) } else { (4096, 0) };
         let t = 1_000_000_000 + seq * 100_000_000;
@@ -54,12 +60,24 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
             t2 = t + 5_000_000
         );
     }
-    body += &format!("timeout 10 head -n 1 < \"$REMUS_CKPT_CONTROL\" > {o}/ctl\nexit 3\n", o = out.display());
+    body += &format!(
+        "timeout 10 head -n 1 < \"$REMUS_CKPT_CONTROL\" > {o}/ctl\nexit 3\n",
+        o = out.display()
+    );
     script(&out.join("helper"), &body);
 
     let csv = out.join("run.csv");
     let status = Command::new(BIN)
-        .args(["run", "--quiet", "--policy", "threshold", "--lmax", "8MiB", "--lmin", "1MiB"])
+        .args([
+            "run",
+            "--quiet",
+            "--policy",
+            "threshold",
+            "--lmax",
+            "8MiB",
+            "--lmin",
+            "1MiB",
+        ])
         .arg("--csv")
         .arg(&csv)
         .arg("--lib-dir")
@@ -74,7 +92,11 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     assert_eq!(status.code(), Some(3), "run returns xl's exit status");
 
     let xl_args = std::fs::read_to_string(out.join("xl-args")).unwrap();
-    assert_eq!(xl_args.trim(), "-vvv remus -i 1 -F -b guest dummyhost", "-i 1 added for an adaptive policy");
+    assert_eq!(
+        xl_args.trim(),
+        "-vvv remus -i 1 -F -b guest dummyhost",
+        "-i 1 added for an adaptive policy"
+    );
     let env = std::fs::read_to_string(out.join("helper-env")).unwrap();
     let var = |name: &str| {
         env.lines()
@@ -85,18 +107,33 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     assert!(var("LD_LIBRARY_PATH").starts_with(lib.canonicalize().unwrap().to_str().unwrap()));
     let stats = var("REMUS_CKPT_STATS");
     assert!(var("REMUS_CKPT_CONTROL").ends_with("control.fifo"));
-    assert_eq!(std::fs::read_to_string(out.join("helper-args")).unwrap().trim(), "--helper-arg");
+    assert_eq!(
+        std::fs::read_to_string(out.join("helper-args"))
+            .unwrap()
+            .trim(),
+        "--helper-arg"
+    );
     let runtime = Path::new(&stats).parent().unwrap();
-    assert!(!runtime.exists(), "runtime directory {} left behind", runtime.display());
+    assert!(
+        !runtime.exists(),
+        "runtime directory {} left behind",
+        runtime.display()
+    );
 
     let rows = read_csv(&csv).unwrap();
-    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     assert_eq!(rows[1].size_bytes, 4096 * 4104);
     assert_eq!(rows[1].period_ms, 100.0);
     // 16 MiB > Lmax 8 MiB: 200 ms halves to 100 ms.
     assert_eq!(rows[1].next_interval_ms, 100);
     let ctl = std::fs::read_to_string(out.join("ctl")).unwrap();
-    assert!(ctl.starts_with("interval_ms="), "the helper read an interval: {ctl:?}");
+    assert!(
+        ctl.starts_with("interval_ms="),
+        "the helper read an interval: {ctl:?}"
+    );
 }
 
 #[test]
@@ -104,11 +141,14 @@ fn run_forwards_sigint_to_xl_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     let lib = fake_lib_dir(out);
-    script(&out.join("xl"), &format!(
+    script(
+        &out.join("xl"),
+        &format!(
         "trap 'echo INT >> {o}/signals; exit 0' INT\ntrap 'echo TERM >> {o}/signals; exit 0' TERM\n\
          touch {o}/started\nsleep 30 &\nwait\n",
         o = out.display()
-    ));
+    ),
+    );
     script(&out.join("helper"), "exit 0\n");
     let mut child = Command::new(BIN)
         .args(["run", "--quiet", "--policy", "fixed"])
@@ -126,7 +166,10 @@ fn run_forwards_sigint_to_xl_once() {
         .unwrap();
     let start = Instant::now();
     while !out.join("started").exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "xl never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "xl never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: kill has no memory-safety preconditions; the pid is our
@@ -137,11 +180,18 @@ fn run_forwards_sigint_to_xl_once() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "run did not stop after SIGINT");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "run did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
-    assert_eq!(std::fs::read_to_string(out.join("signals")).unwrap(), "INT\n", "xl got SIGINT exactly once");
+    assert_eq!(
+        std::fs::read_to_string(out.join("signals")).unwrap(),
+        "INT\n",
+        "xl got SIGINT exactly once"
+    );
 }
 
 #[test]
@@ -155,8 +205,14 @@ fn run_explains_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("libxenguest.so.4.17") && err.contains("xen-source"), "{err}");
-    let out = Command::new(BIN).args(["run", "--csv", "x.csv", "--", "xl", "migrate", "g", "h"]).output().unwrap();
+    assert!(
+        err.contains("libxenguest.so.4.17") && err.contains("xen-source"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--csv", "x.csv", "--", "xl", "migrate", "g", "h"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("remus"));
 }
 
@@ -179,7 +235,10 @@ fn doctor_names_each_problem_and_its_fix() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL  save helper") && text.contains("xen-utils-4.17"), "{text}");
+    assert!(
+        text.contains("FAIL  save helper") && text.contains("xen-utils-4.17"),
+        "{text}"
+    );
     assert!(text.contains("no libxenguest.so.4.17 in"), "{text}");
     assert!(text.contains("mode 666") && text.contains("0600"), "{text}");
     assert!(text.contains("check(s) failed"), "{text}");

@@ -45,7 +45,10 @@ fn check_phases(rows: &[Row], phase_s: f64, live_copy_s: f64) {
     assert_eq!(rows[0].live, 1);
 
     // Phases are in workload time (from the start of the live copy).
-    let wl = |r: &Row| Row { t_s: r.t_s + live_copy_s, ..r.clone() };
+    let wl = |r: &Row| Row {
+        t_s: r.t_s + live_copy_s,
+        ..r.clone()
+    };
     let phases: Vec<Vec<Row>> = {
         let mut v: Vec<Vec<Row>> = Vec::new();
         for r in rows.iter().skip(1).map(wl) {
@@ -57,27 +60,52 @@ fn check_phases(rows: &[Row], phase_s: f64, live_copy_s: f64) {
         }
         v
     };
-    assert!(phases.len() >= 3, "need low, high, low phases; got {}", phases.len());
+    assert!(
+        phases.len() >= 3,
+        "need low, high, low phases; got {}",
+        phases.len()
+    );
     let median_interval = |p: &[Row]| {
-        let mut v: Vec<u64> = p.iter().skip(p.len() / 2).map(|r| r.next_interval_ms).collect();
+        let mut v: Vec<u64> = p
+            .iter()
+            .skip(p.len() / 2)
+            .map(|r| r.next_interval_ms)
+            .collect();
         v.sort_unstable();
         v[v.len() / 2]
     };
-    let (low1, high, low2) = (median_interval(&phases[0]), median_interval(&phases[1]), median_interval(&phases[2]));
-    assert!(high * 2 < low1, "interval should fall in the high phase: low {low1} ms, high {high} ms");
-    assert!(low2 > high * 2, "interval should rise again in the low phase: high {high} ms, low {low2} ms");
+    let (low1, high, low2) = (
+        median_interval(&phases[0]),
+        median_interval(&phases[1]),
+        median_interval(&phases[2]),
+    );
+    assert!(
+        high * 2 < low1,
+        "interval should fall in the high phase: low {low1} ms, high {high} ms"
+    );
+    assert!(
+        low2 > high * 2,
+        "interval should rise again in the low phase: high {high} ms, low {low2} ms"
+    );
 
     // >= 90 % of sizes <= Lmax after the first few checkpoints of each phase.
     let settled: Vec<&Row> = phases.iter().flat_map(|p| p.iter().skip(5)).collect();
     let ok = settled.iter().filter(|r| r.size_bytes <= LMAX).count();
     let pct = 100.0 * ok as f64 / settled.len() as f64;
-    assert!(pct >= 90.0, "only {pct:.1}% of {} settled sizes <= Lmax", settled.len());
+    assert!(
+        pct >= 90.0,
+        "only {pct:.1}% of {} settled sizes <= Lmax",
+        settled.len()
+    );
 
     // Rows are internally consistent.
     for r in rows.iter().skip(1) {
         assert!(r.bytes_sent >= r.pages_sent * 4096);
         assert!(r.pause_ms > 0.0 && r.pause_ms <= r.checkpoint_ms);
-        assert!(r.period_ms + 1.0 >= r.interval_ms as f64, "period shorter than the paced interval: {r:?}");
+        assert!(
+            r.period_ms + 1.0 >= r.interval_ms as f64,
+            "period shorter than the paced interval: {r:?}"
+        );
         assert_eq!(r.size_bytes, r.bytes_sent);
     }
 }
@@ -89,7 +117,16 @@ fn realtime_phases_threshold_steers_through_the_c_library() {
     let (rows, stdout) = simulate(
         dir.path(),
         "rt.csv",
-        &["--workload", "phases", "--policy", "threshold", "--phase", "5s", "--duration", "15s"],
+        &[
+            "--workload",
+            "phases",
+            "--policy",
+            "threshold",
+            "--phase",
+            "5s",
+            "--duration",
+            "15s",
+        ],
     );
     let live_copy_s = 1.0;
     check_phases(&rows, 5.0, live_copy_s);
@@ -100,12 +137,34 @@ fn realtime_phases_threshold_steers_through_the_c_library() {
 #[test]
 fn fast_mode_is_deterministic_and_steers_the_same_way() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--fast", "--workload", "phases", "--phase", "10s", "--duration", "40s", "--seed", "3"];
+    let args = [
+        "--fast",
+        "--workload",
+        "phases",
+        "--phase",
+        "10s",
+        "--duration",
+        "40s",
+        "--seed",
+        "3",
+    ];
     let (a, _) = simulate(dir.path(), "a.csv", &args);
     let (b, _) = simulate(dir.path(), "b.csv", &args);
     assert_eq!(a, b, "same seed, same run");
     check_phases(&a, 10.0, 1.0);
-    let (c, _) = simulate(dir.path(), "c.csv", &["--fast", "--workload", "phases", "--duration", "40s", "--seed", "4"]);
+    let (c, _) = simulate(
+        dir.path(),
+        "c.csv",
+        &[
+            "--fast",
+            "--workload",
+            "phases",
+            "--duration",
+            "40s",
+            "--seed",
+            "4",
+        ],
+    );
     assert_ne!(a, c, "another seed, another guest");
 }
 
@@ -115,12 +174,25 @@ fn compare_gives_every_policy_the_same_guest() {
     let out = Command::new(BIN)
         .current_dir(dir.path())
         .args([
-            "simulate", "--workload", "bursty", "--duration", "20s", "--out-dir", "cmp", "--csv", "unused.csv",
-            "--compare", "fixed:25ms,fixed:200ms,threshold,target",
+            "simulate",
+            "--workload",
+            "bursty",
+            "--duration",
+            "20s",
+            "--out-dir",
+            "cmp",
+            "--csv",
+            "unused.csv",
+            "--compare",
+            "fixed:25ms,fixed:200ms,threshold,target",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     for name in ["fixed:25ms", "fixed:200ms", "threshold", "target"] {
         assert!(table.contains(name), "{name} missing from:\n{table}");
@@ -135,46 +207,95 @@ fn compare_gives_every_policy_the_same_guest() {
     // guest is the same function of time whatever the policy is checked
     // in the workload's unit tests.)
     for (file, policy) in [
-        ("fixed-25ms.csv", &["--policy", "fixed", "--interval", "25ms"][..]),
-        ("fixed-200ms.csv", &["--policy", "fixed", "--interval", "200ms"][..]),
+        (
+            "fixed-25ms.csv",
+            &["--policy", "fixed", "--interval", "25ms"][..],
+        ),
+        (
+            "fixed-200ms.csv",
+            &["--policy", "fixed", "--interval", "200ms"][..],
+        ),
         ("threshold.csv", &["--policy", "threshold"][..]),
         ("target.csv", &["--policy", "target"][..]),
     ] {
         let mut args = vec!["--fast", "--workload", "bursty", "--duration", "20s"];
         args.extend_from_slice(policy);
         let (alone, _) = simulate(dir.path(), "alone.csv", &args);
-        assert_eq!(read_csv(cmp.join(file)).unwrap(), alone, "{file} differs from its standalone run");
+        assert_eq!(
+            read_csv(cmp.join(file)).unwrap(),
+            alone,
+            "{file} differs from its standalone run"
+        );
     }
 }
 
 #[test]
 fn bad_arguments_are_named() {
-    let out = Command::new(BIN).args(["simulate", "--lmin", "32MiB", "--lmax", "16MiB"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", "--lmin", "32MiB", "--lmax", "16MiB"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--lmin"));
-    let out = Command::new(BIN).args(["simulate", "--lmax", "16 parsecs"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", "--lmax", "16 parsecs"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));
-    let out = Command::new(BIN).args(["simulate", "--disk", "drbd:r0"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", "--disk", "drbd:r0"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("drbd:sim"));
 }
 
 #[test]
 fn simulated_drbd_disk_counts_and_total_metric_steers_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let common = ["--fast", "--workload", "phases", "--phase", "10s", "--duration", "30s", "--disk", "drbd:sim", "--disk-rate", "128MiB"];
-    let (wire, _) = simulate(dir.path(), "wire.csv", &[&common[..], &["--size-metric", "wire"]].concat());
-    let (total, _) = simulate(dir.path(), "total.csv", &[&common[..], &["--size-metric", "total"]].concat());
+    let common = [
+        "--fast",
+        "--workload",
+        "phases",
+        "--phase",
+        "10s",
+        "--duration",
+        "30s",
+        "--disk",
+        "drbd:sim",
+        "--disk-rate",
+        "128MiB",
+    ];
+    let (wire, _) = simulate(
+        dir.path(),
+        "wire.csv",
+        &[&common[..], &["--size-metric", "wire"]].concat(),
+    );
+    let (total, _) = simulate(
+        dir.path(),
+        "total.csv",
+        &[&common[..], &["--size-metric", "total"]].concat(),
+    );
 
     // disk_bytes is in the CSV, and heavier in the high phase.
     let per_s = |rows: &[Row], from: f64, to: f64| {
-        let sel: Vec<&Row> = rows.iter().filter(|r| r.live == 0 && r.t_s >= from && r.t_s < to).collect();
+        let sel: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.live == 0 && r.t_s >= from && r.t_s < to)
+            .collect();
         sel.iter().map(|r| r.disk_bytes as f64).sum::<f64>() / (to - from)
     };
     let (low, high) = (per_s(&total, 2.0, 8.0), per_s(&total, 12.0, 18.0));
     assert!(low > 0.0, "disk bytes in the low phase");
-    assert!(high > 10.0 * low, "disk-heavy high phase: {high} vs {low} bytes/s");
+    assert!(
+        high > 10.0 * low,
+        "disk-heavy high phase: {high} vs {low} bytes/s"
+    );
     for r in total.iter().filter(|r| r.live == 0) {
-        assert_eq!(r.size_bytes, r.bytes_sent + r.disk_bytes, "total = wire + disk");
+        assert_eq!(
+            r.size_bytes,
+            r.bytes_sent + r.disk_bytes,
+            "total = wire + disk"
+        );
     }
     for r in wire.iter().filter(|r| r.live == 0) {
         assert_eq!(r.size_bytes, r.bytes_sent);
@@ -182,10 +303,17 @@ fn simulated_drbd_disk_counts_and_total_metric_steers_on_it() {
 
     // Counting the disk, the policy checkpoints more often in the high phase.
     let median_interval = |rows: &[Row]| {
-        let mut v: Vec<u64> = rows.iter().filter(|r| r.t_s >= 12.0 && r.t_s < 18.0).map(|r| r.next_interval_ms).collect();
+        let mut v: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.t_s >= 12.0 && r.t_s < 18.0)
+            .map(|r| r.next_interval_ms)
+            .collect();
         v.sort_unstable();
         v[v.len() / 2]
     };
     let (mi_wire, mi_total) = (median_interval(&wire), median_interval(&total));
-    assert!(mi_total < mi_wire, "total should shorten the interval: wire {mi_wire} ms, total {mi_total} ms");
+    assert!(
+        mi_total < mi_wire,
+        "total should shorten the interval: wire {mi_wire} ms, total {mi_total} ms"
+    );
 }

@@ -18,7 +18,18 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
     let control = dir.path().join("control");
     let csv = dir.path().join("watch.csv");
     let child = Command::new(BIN)
-        .args(["watch", "--quiet", "--policy", "threshold", "--interval", "100ms", "--lmax", "1MiB", "--lmin", "256KiB"])
+        .args([
+            "watch",
+            "--quiet",
+            "--policy",
+            "threshold",
+            "--interval",
+            "100ms",
+            "--lmax",
+            "1MiB",
+            "--lmin",
+            "256KiB",
+        ])
         .arg("--stats")
         .arg(&stats)
         .arg("--control")
@@ -38,7 +49,11 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
         if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(&stats) {
             break w;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "watch never opened {}", stats.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "watch never opened {}",
+            stats.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
 
@@ -89,15 +104,32 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
     // The controller halved the interval; the save side received it and
     // paced for it.
     let commanded: Vec<u32> = records.iter().map(|r| r.cmd_interval_ms).collect();
-    assert_eq!(commanded[0], 0, "nothing commanded before the first checkpoint");
-    assert!(commanded.contains(&50) && commanded.contains(&25), "intervals seen by the C side: {commanded:?}");
-    assert_eq!(*commanded.last().unwrap(), 10, "clamped at tmin: {commanded:?}");
+    assert_eq!(
+        commanded[0], 0,
+        "nothing commanded before the first checkpoint"
+    );
+    assert!(
+        commanded.contains(&50) && commanded.contains(&25),
+        "intervals seen by the C side: {commanded:?}"
+    );
+    assert_eq!(
+        *commanded.last().unwrap(),
+        10,
+        "clamped at tmin: {commanded:?}"
+    );
     let paced: Vec<u32> = records.iter().map(|r| r.interval_ms).collect();
-    assert!(paced.iter().skip(2).all(|ms| *ms > 0), "the gate paced: {paced:?}");
+    assert!(
+        paced.iter().skip(2).all(|ms| *ms > 0),
+        "the gate paced: {paced:?}"
+    );
     for (rec, next) in records.iter().zip(records.iter().skip(1)) {
         if next.interval_ms > 0 {
             let period_ms = (next.t_suspend - rec.t_suspend) as f64 / 1e6;
-            assert!(period_ms + 0.5 >= f64::from(next.interval_ms), "gate woke early: {period_ms} < {}", next.interval_ms);
+            assert!(
+                period_ms + 0.5 >= f64::from(next.interval_ms),
+                "gate woke early: {period_ms} < {}",
+                next.interval_ms
+            );
         }
     }
 }

@@ -32,8 +32,8 @@
 
 use std::collections::BTreeSet;
 use std::env;
-use std::io::Write;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -31,8 +31,7 @@ use std::process::Command;
 
 /// The releases the project proves (issue 7), oldest first.
 const RELEASES: [&str; 10] = [
-    "4.1.2", "4.1.6.1", "4.2.0", "4.5.0", "4.6.0", "4.14.0", "4.17.0", "4.20.0", "4.21.0",
-    "4.22.0",
+    "4.1.2", "4.1.6.1", "4.2.0", "4.5.0", "4.6.0", "4.14.0", "4.17.0", "4.20.0", "4.21.0", "4.22.0",
 ];
 
 fn repo() -> PathBuf {
@@ -326,6 +325,9 @@ fn unsupported_version_is_refused() {
     assert!(stdout.contains("UNSUPPORTED version=3.4"), "{stdout}");
     assert!(stderr.contains("Xen 3.4 is not supported"), "{stderr}");
     assert!(stderr.contains("patches/xen-4.1/"), "{stderr}");
-    assert!(!scratch.exists(), "nothing may be copied for an unsupported tree");
+    assert!(
+        !scratch.exists(),
+        "nothing may be copied for an unsupported tree"
+    );
     assert_eq!(release_of(dir.path()).unwrap(), "3.4.3");
 }

@@ -36,7 +36,8 @@ fn dpkg_version(package: &str) -> Option<String> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.strip_prefix("install ok installed|").map(str::to_string)
+    text.strip_prefix("install ok installed|")
+        .map(str::to_string)
 }
 
 fn check_dom0() -> Verdict {
@@ -110,9 +111,15 @@ fn check_library(lib_dir: &Path, helper: &Path) -> Vec<Verdict> {
         )),
     }
     if helper.exists() {
-        match Command::new("ldd").arg("-r").arg(helper).env("LD_LIBRARY_PATH", lib_dir).output() {
+        match Command::new("ldd")
+            .arg("-r")
+            .arg(helper)
+            .env("LD_LIBRARY_PATH", lib_dir)
+            .output()
+        {
             Ok(o) => {
-                let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+                let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr);
                 let ours = text
                     .lines()
                     .any(|l| l.contains(LIB_SONAME) && l.contains(&*lib_dir.to_string_lossy()));
@@ -121,7 +128,10 @@ fn check_library(lib_dir: &Path, helper: &Path) -> Vec<Verdict> {
                     .filter(|l| l.contains("undefined symbol") || l.contains("not found"))
                     .collect();
                 if ours && undefined.is_empty() {
-                    out.push(Verdict::Ok("the helper resolves the patched libxenguest with no undefined symbol".into()));
+                    out.push(Verdict::Ok(
+                        "the helper resolves the patched libxenguest with no undefined symbol"
+                            .into(),
+                    ));
                 } else if !undefined.is_empty() {
                     out.push(Verdict::Fail(
                         format!("ldd -r on the helper: {}", undefined.join("; ")),
@@ -134,7 +144,10 @@ fn check_library(lib_dir: &Path, helper: &Path) -> Vec<Verdict> {
                     ));
                 }
             }
-            Err(e) => out.push(Verdict::Warn(format!("cannot run ldd: {e}"), "apt-get install libc-bin".into())),
+            Err(e) => out.push(Verdict::Warn(
+                format!("cannot run ldd: {e}"),
+                "apt-get install libc-bin".into(),
+            )),
         }
     }
     out
@@ -148,7 +161,10 @@ fn check_fifo(path: &Path) -> Verdict {
         ),
         Ok(_) => match crate::fifo::ensure_private_fifo(path) {
             Ok(()) => Verdict::Ok(format!("{} is a private FIFO", path.display())),
-            Err(e) => Verdict::Fail(format!("{e:#}"), format!("rm {} and let remus-ckpt create it", path.display())),
+            Err(e) => Verdict::Fail(
+                format!("{e:#}"),
+                format!("rm {} and let remus-ckpt create it", path.display()),
+            ),
         },
     }
 }
@@ -159,7 +175,11 @@ fn check_runtime_dir() -> Verdict {
         Verdict::Ok(format!("runtime directories go to {}", base.display()))
     } else {
         Verdict::Warn(
-            format!("cannot create {}; runtime directories go to {}", base.display(), std::env::temp_dir().display()),
+            format!(
+                "cannot create {}; runtime directories go to {}",
+                base.display(),
+                std::env::temp_dir().display()
+            ),
             "run as root on a dom0".into(),
         )
     }
@@ -173,7 +193,10 @@ pub fn run(args: &DoctorArgs) -> Result<i32> {
             verdicts.push(Verdict::Ok(format!("patched library in {}", dir.display())));
             verdicts.extend(check_library(&dir, &args.helper));
         }
-        Err(e) => verdicts.push(Verdict::Fail(format!("{e:#}"), "see docs/xen-4.17.md".into())),
+        Err(e) => verdicts.push(Verdict::Fail(
+            format!("{e:#}"),
+            "see docs/xen-4.17.md".into(),
+        )),
     }
     verdicts.extend(args.fifo.iter().map(|f| check_fifo(f)));
     verdicts.push(check_runtime_dir());

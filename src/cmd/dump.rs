@@ -64,7 +64,11 @@ pub fn run(args: &DumpArgs) -> Result<()> {
     if is_fifo {
         let stop = super::stop_on_signals()?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let on_eof = if args.follow { OnEof::Reopen } else { OnEof::Stop };
+        let on_eof = if args.follow {
+            OnEof::Reopen
+        } else {
+            OnEof::Stop
+        };
         let reader = stats_fifo::spawn(args.path.clone(), on_eof, Arc::clone(&stop), tx)?;
         for rec in rx {
             print(&rec, &mut out)?;
@@ -75,7 +79,10 @@ pub fn run(args: &DumpArgs) -> Result<()> {
     let input: Box<dyn Read> = if args.path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(&args.path).with_context(|| format!("cannot open {}", args.path.display()))?)
+        Box::new(
+            std::fs::File::open(&args.path)
+                .with_context(|| format!("cannot open {}", args.path.display()))?,
+        )
     };
     for (i, text) in BufReader::new(input).lines().enumerate() {
         let text = text.with_context(|| format!("read error at line {}", i + 1))?;
@@ -84,7 +91,11 @@ pub fn run(args: &DumpArgs) -> Result<()> {
         }
         match record::parse_line(&text) {
             Ok(rec) => print(&rec, &mut out)?,
-            Err(e) => eprintln!("remus-ckpt: {}: line {}: {e} (skipped)", args.path.display(), i + 1),
+            Err(e) => eprintln!(
+                "remus-ckpt: {}: line {}: {e} (skipped)",
+                args.path.display(),
+                i + 1
+            ),
         }
     }
     Ok(())

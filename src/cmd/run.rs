@@ -29,7 +29,9 @@ pub const DEFAULT_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
 pub const LIB_SONAME: &str = "libxenguest.so.4.17";
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval.")]
+#[command(
+    after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval."
+)]
 pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -69,7 +71,8 @@ pub fn default_lib_dir() -> Option<PathBuf> {
 pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
     let dir = match arg {
         Some(d) => d.to_path_buf(),
-        None => default_lib_dir().context("cannot locate this binary to find target/xen-4.17/lib; pass --lib-dir")?,
+        None => default_lib_dir()
+            .context("cannot locate this binary to find target/xen-4.17/lib; pass --lib-dir")?,
     };
     if !dir.join(LIB_SONAME).exists() {
         bail!(
@@ -78,7 +81,8 @@ pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
             dir.display()
         );
     }
-    dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
 /// Where `remus` sits in an xl command line, and whether it has `-i`.
@@ -90,16 +94,23 @@ pub struct XlRemus {
 
 /// Finds the `remus` subcommand and an interval option in `xl … remus …`.
 pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
-    let first = command.first().ok_or_else(|| anyhow!("no command after --"))?;
+    let first = command
+        .first()
+        .ok_or_else(|| anyhow!("no command after --"))?;
     if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("xl") {
-        bail!("the command after -- must be `xl … remus …` (got {})", first.to_string_lossy());
+        bail!(
+            "the command after -- must be `xl … remus …` (got {})",
+            first.to_string_lossy()
+        );
     }
     let remus_index = command
         .iter()
         .position(|a| a == "remus")
         .ok_or_else(|| anyhow!("the xl command has no `remus` subcommand"))?;
     let mut has_interval = false;
-    let mut args = command[remus_index + 1..].iter().map(|a| a.to_string_lossy());
+    let mut args = command[remus_index + 1..]
+        .iter()
+        .map(|a| a.to_string_lossy());
     while let Some(arg) = args.next() {
         if arg == "--" || !arg.starts_with('-') || arg == "-" {
             continue;
@@ -131,11 +142,18 @@ fn sh_quote(s: &str) -> String {
 }
 
 fn path_str(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
+    p.to_str()
+        .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
 }
 
 /// Writes the LIBXL_SAVE_HELPER wrapper into `dir`.
-pub fn write_wrapper(dir: &Path, lib_dir: &Path, helper: &Path, stats: &Path, control: Option<&Path>) -> Result<PathBuf> {
+pub fn write_wrapper(
+    dir: &Path,
+    lib_dir: &Path,
+    helper: &Path,
+    stats: &Path,
+    control: Option<&Path>,
+) -> Result<PathBuf> {
     let path = dir.join("save-helper");
     let mut text = String::from(
         "#!/bin/sh\n# Written by remus-ckpt run: the patched libxenguest for this helper only.\n",
@@ -144,9 +162,15 @@ pub fn write_wrapper(dir: &Path, lib_dir: &Path, helper: &Path, stats: &Path, co
         "LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\nexport LD_LIBRARY_PATH\n",
         sh_quote(path_str(lib_dir)?)
     );
-    text += &format!("REMUS_CKPT_STATS={}\nexport REMUS_CKPT_STATS\n", sh_quote(path_str(stats)?));
+    text += &format!(
+        "REMUS_CKPT_STATS={}\nexport REMUS_CKPT_STATS\n",
+        sh_quote(path_str(stats)?)
+    );
     if let Some(control) = control {
-        text += &format!("REMUS_CKPT_CONTROL={}\nexport REMUS_CKPT_CONTROL\n", sh_quote(path_str(control)?));
+        text += &format!(
+            "REMUS_CKPT_CONTROL={}\nexport REMUS_CKPT_CONTROL\n",
+            sh_quote(path_str(control)?)
+        );
     }
     text += &format!("exec {} \"$@\"\n", sh_quote(path_str(helper)?));
     let mut file = std::fs::OpenOptions::new()
@@ -204,7 +228,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     if adaptive && !xl.has_interval {
         command.insert(xl.remus_index + 1, "1".into());
         command.insert(xl.remus_index + 1, "-i".into());
-        eprintln!("remus-ckpt: passing -i 1 to xl: the controller sets the interval through the gate");
+        eprintln!(
+            "remus-ckpt: passing -i 1 to xl: the controller sets the interval through the gate"
+        );
     } else if adaptive {
         eprintln!(
             "remus-ckpt: note: xl's own -i also paces; the controller can only lengthen the interval beyond it"
@@ -224,7 +250,11 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 
     eprintln!(
         "remus-ckpt: running {} (records: {}, CSV: {})",
-        command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+        command
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
         stats.display(),
         args.csv.display()
     );
@@ -248,7 +278,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .context("cannot start the signal thread")?;
 
     let consumer = {
-        let (policy, disk, csv, quiet) = (args.policy.clone(), args.disk.clone(), args.csv.clone(), args.quiet);
+        let (policy, disk, csv, quiet) = (
+            args.policy.clone(),
+            args.disk.clone(),
+            args.csv.clone(),
+            args.quiet,
+        );
         let stop = Arc::clone(&stop);
         let control = steer.map(Path::to_path_buf);
         std::thread::Builder::new()
@@ -261,7 +296,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     stop.store(true, Ordering::Relaxed);
     signal_handle.close();
     let _ = forwarder.join();
-    let outcome = consumer.join().map_err(|_| anyhow!("the consumer panicked"))??;
+    let outcome = consumer
+        .join()
+        .map_err(|_| anyhow!("the consumer panicked"))??;
     print_outcome(&outcome, args.policy.lmax.0);
     drop(dir);
 
@@ -288,13 +325,32 @@ mod tests {
     fn finds_remus_and_interval() {
         assert_eq!(
             parse_xl(&argv("xl -vvv remus -F -b -n -d guest dummyhost")).unwrap(),
-            XlRemus { remus_index: 2, has_interval: false }
+            XlRemus {
+                remus_index: 2,
+                has_interval: false
+            }
         );
-        assert!(parse_xl(&argv("xl remus -i 100 guest host")).unwrap().has_interval);
-        assert!(parse_xl(&argv("xl remus -Fbi100 guest host")).unwrap().has_interval);
-        assert!(parse_xl(&argv("xl remus -Fbi 100 guest host")).unwrap().has_interval);
+        assert!(
+            parse_xl(&argv("xl remus -i 100 guest host"))
+                .unwrap()
+                .has_interval
+        );
+        assert!(
+            parse_xl(&argv("xl remus -Fbi100 guest host"))
+                .unwrap()
+                .has_interval
+        );
+        assert!(
+            parse_xl(&argv("xl remus -Fbi 100 guest host"))
+                .unwrap()
+                .has_interval
+        );
         // -s takes an argument: an `i` inside it is not an interval.
-        assert!(!parse_xl(&argv("xl remus -s -i guest host")).unwrap().has_interval);
+        assert!(
+            !parse_xl(&argv("xl remus -s -i guest host"))
+                .unwrap()
+                .has_interval
+        );
         assert!(parse_xl(&argv("xl migrate guest host")).is_err());
         assert!(parse_xl(&argv("ssh host xl remus guest")).is_err());
     }
@@ -303,7 +359,14 @@ mod tests {
     fn wrapper_sets_the_helper_environment_only() {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("it's lib");
-        let w = write_wrapper(dir.path(), &lib, Path::new("/bin/true"), Path::new("/s"), Some(Path::new("/c"))).unwrap();
+        let w = write_wrapper(
+            dir.path(),
+            &lib,
+            Path::new("/bin/true"),
+            Path::new("/s"),
+            Some(Path::new("/c")),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&w).unwrap();
         assert!(text.contains(r"LD_LIBRARY_PATH='"));
         assert!(text.contains(r"it'\''s lib"));

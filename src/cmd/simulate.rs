@@ -80,7 +80,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         bail!("simulate only takes the simulated disk: --disk drbd:sim");
     }
     let duration_s = args.duration.0.as_secs_f64();
-    let workload = Workload::new(&args.workload, crate::source::sim::domain::PAGE_SIZE, duration_s)?;
+    let workload = Workload::new(
+        &args.workload,
+        crate::source::sim::domain::PAGE_SIZE,
+        duration_s,
+    )?;
     let domain = Domain::new(&args.domain, workload)?;
     if !args.compare.is_empty() {
         return compare(args, &domain);
@@ -125,7 +129,12 @@ fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHan
     Ok(Some((DiskMeter::open(&args.disk.disk, &options)?, handle)))
 }
 
-fn run_fast(args: &SimulateArgs, domain: &Domain, mut controller: Controller, csv: &Path) -> Result<()> {
+fn run_fast(
+    args: &SimulateArgs,
+    domain: &Domain,
+    mut controller: Controller,
+    csv: &Path,
+) -> Result<()> {
     let mut sink = CsvSink::create(csv)?;
     let mut disk = disk_meter(args)?;
     let per_page = disk_bytes_per_page(args);
@@ -135,7 +144,9 @@ fn run_fast(args: &SimulateArgs, domain: &Domain, mut controller: Controller, cs
         &mut controller,
         |from_s, to_s| match &mut disk {
             Some((meter, handle)) => {
-                handle.add_written_bytes((domain.workload.writes(from_s, to_s) * per_page).round() as u64);
+                handle.add_written_bytes(
+                    (domain.workload.writes(from_s, to_s) * per_page).round() as u64
+                );
                 meter.on_checkpoint()
             }
             None => Default::default(),
@@ -171,7 +182,9 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
         .spawn(move || {
             let on_epoch = |from_s: f64, to_s: f64| {
                 if let Some(h) = &disk_handle {
-                    h.add_written_bytes((sim_domain.workload.writes(from_s, to_s) * per_page).round() as u64);
+                    h.add_written_bytes(
+                        (sim_domain.workload.writes(from_s, to_s) * per_page).round() as u64,
+                    );
                 }
             };
             drive::run_realtime(&sim_domain, duration, &stats, &control, &sim_stop, on_epoch)
@@ -187,9 +200,13 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
         quiet: args.quiet,
     };
     let outcome = pipeline::run(cfg, rx);
-    let taken = sim.join().map_err(|_| anyhow::anyhow!("the simulated domain panicked"))??;
+    let taken = sim
+        .join()
+        .map_err(|_| anyhow::anyhow!("the simulated domain panicked"))??;
     reader_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    reader.join().map_err(|_| anyhow::anyhow!("the stats reader panicked"))??;
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stats reader panicked"))??;
     let outcome = outcome?;
     if outcome.checkpoints + 1 < taken {
         eprintln!(
@@ -202,7 +219,10 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
 }
 
 fn label_of(path: &Path) -> String {
-    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+    path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// Reads back each run's CSV (the summary describes what was written).
@@ -262,7 +282,10 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
         lmin_bytes: args.policy.lmin.0,
         lmax_bytes: args.policy.lmax.0,
         width_px: plot::DEFAULT_WIDTH_PX,
-        title: Some(format!("Policies on the {} workload (seed {})", args.workload.workload, args.workload.seed)),
+        title: Some(format!(
+            "Policies on the {} workload (seed {})",
+            args.workload.workload, args.workload.seed
+        )),
         include_live: false,
     };
     let png = args.out_dir.join("compare.png");

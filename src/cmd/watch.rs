@@ -79,7 +79,10 @@ pub fn consume(
         None
     } else {
         let meter = DiskMeter::open(&disk.disk, &OpenOptions::default())?;
-        eprintln!("remus-ckpt: disk side from {}", meter.source_names().join(", "));
+        eprintln!(
+            "remus-ckpt: disk side from {}",
+            meter.source_names().join(", ")
+        );
         Some(meter)
     };
     let (tx, rx) = crossbeam_channel::bounded(1024);
@@ -94,7 +97,9 @@ pub fn consume(
     };
     let outcome = pipeline::run(cfg, rx);
     stop.store(true, Ordering::Relaxed);
-    reader.join().map_err(|_| anyhow!("the stats reader panicked"))??;
+    reader
+        .join()
+        .map_err(|_| anyhow!("the stats reader panicked"))??;
     outcome
 }
 

@@ -172,7 +172,11 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
 }
 
 /// A legend label, left-aligned and vertically centred on `at`.
-fn legend_text<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, label: &str, at: (i32, i32)) -> Result<()> {
+fn legend_text<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    label: &str,
+    at: (i32, i32),
+) -> Result<()> {
     area.draw(&Text::new(
         label.to_string(),
         at,

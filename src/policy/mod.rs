@@ -83,10 +83,13 @@ impl FromStr for PolicySpec {
             Some((n, a)) => (n, Some(a)),
             None => (s, None),
         };
-        let kind = PolicyKind::from_str(name.trim(), true)
-            .map_err(|_| anyhow::anyhow!("unknown policy '{name}' (fixed:<ms>, threshold, target)"))?;
+        let kind = PolicyKind::from_str(name.trim(), true).map_err(|_| {
+            anyhow::anyhow!("unknown policy '{name}' (fixed:<ms>, threshold, target)")
+        })?;
         let interval = match (kind, arg) {
-            (PolicyKind::Fixed, Some(a)) => Some(a.parse::<Millis>().with_context(|| format!("in '{s}'"))?),
+            (PolicyKind::Fixed, Some(a)) => {
+                Some(a.parse::<Millis>().with_context(|| format!("in '{s}'"))?)
+            }
             (_, Some(_)) => bail!("only fixed takes an interval ('{s}')"),
             (_, None) => None,
         };
@@ -193,7 +196,11 @@ impl PolicyArgs {
     /// Checks the parameters together; errors say which one and why.
     pub fn validate(&self) -> Result<()> {
         if self.lmin.0 >= self.lmax.0 {
-            bail!("--lmin ({}) must be below --lmax ({})", self.lmin, self.lmax);
+            bail!(
+                "--lmin ({}) must be below --lmax ({})",
+                self.lmin,
+                self.lmax
+            );
         }
         let (tmin, tmax) = (to_ms(self.tmin), to_ms(self.tmax));
         if tmin == 0 {
@@ -268,7 +275,9 @@ impl PolicyArgs {
                 below_run: 0,
             }),
             PolicyKind::Target => Box::new(Target::new(
-                self.target.map(|t| t.0).unwrap_or((self.lmin.0 + self.lmax.0) / 2),
+                self.target
+                    .map(|t| t.0)
+                    .unwrap_or((self.lmin.0 + self.lmax.0) / 2),
                 self.max_step,
                 self.alpha,
                 clamp,
@@ -290,7 +299,8 @@ impl Clamp {
         if ms.is_nan() {
             return self.tmin_ms;
         }
-        ms.round().clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)) as u32
+        ms.round()
+            .clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)) as u32
     }
 }
 
@@ -303,7 +313,10 @@ mod tests {
         let s: PolicySpec = "fixed:25ms".parse().unwrap();
         assert_eq!(s.kind, PolicyKind::Fixed);
         assert_eq!(s.to_string(), "fixed:25ms");
-        assert_eq!("threshold".parse::<PolicySpec>().unwrap().kind, PolicyKind::Threshold);
+        assert_eq!(
+            "threshold".parse::<PolicySpec>().unwrap().kind,
+            PolicyKind::Threshold
+        );
         assert!("target:5ms".parse::<PolicySpec>().is_err());
         assert!("pid".parse::<PolicySpec>().is_err());
     }

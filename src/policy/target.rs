@@ -21,7 +21,13 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(target_bytes: u64, max_step: f64, alpha: f64, clamp: Clamp, initial_ms: u32) -> Self {
+    pub fn new(
+        target_bytes: u64,
+        max_step: f64,
+        alpha: f64,
+        clamp: Clamp,
+        initial_ms: u32,
+    ) -> Self {
         Target {
             target_bytes,
             max_step,
@@ -74,7 +80,16 @@ mod tests {
     use super::*;
 
     fn policy() -> Target {
-        Target::new(10 << 20, 2.0, 0.3, Clamp { tmin_ms: 10, tmax_ms: 2000 }, 200)
+        Target::new(
+            10 << 20,
+            2.0,
+            0.3,
+            Clamp {
+                tmin_ms: 10,
+                tmax_ms: 2000,
+            },
+            200,
+        )
     }
 
     /// A steady guest dirtying `rate` bytes per ms: the size is rate x period.
@@ -84,7 +99,11 @@ mod tests {
         let mut size = 0;
         for _ in 0..40 {
             size = (rate * f64::from(interval)) as u64;
-            interval = p.next_interval_ms(&Observation { size_bytes: size, period_ms: f64::from(interval), live: false });
+            interval = p.next_interval_ms(&Observation {
+                size_bytes: size,
+                period_ms: f64::from(interval),
+                live: false,
+            });
         }
         (interval, size)
     }
@@ -107,9 +126,17 @@ mod tests {
     #[test]
     fn steps_are_rate_limited() {
         let mut p = policy();
-        let next = p.next_interval_ms(&Observation { size_bytes: 1, period_ms: 200.0, live: false });
+        let next = p.next_interval_ms(&Observation {
+            size_bytes: 1,
+            period_ms: 200.0,
+            live: false,
+        });
         assert_eq!(next, 400);
-        let next = p.next_interval_ms(&Observation { size_bytes: u64::MAX / 4, period_ms: 400.0, live: false });
+        let next = p.next_interval_ms(&Observation {
+            size_bytes: u64::MAX / 4,
+            period_ms: 400.0,
+            live: false,
+        });
         assert_eq!(next, 200);
     }
 }

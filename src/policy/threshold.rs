@@ -66,20 +66,31 @@ mod tests {
             increase: 1.25,
             increase_step_ms: 0.0,
             below_count: 2,
-            clamp: Clamp { tmin_ms: 10, tmax_ms: 2000 },
+            clamp: Clamp {
+                tmin_ms: 10,
+                tmax_ms: 2000,
+            },
             interval_ms,
             below_run: 0,
         }
     }
 
     fn obs(size_bytes: u64) -> Observation {
-        Observation { size_bytes, period_ms: 100.0, live: false }
+        Observation {
+            size_bytes,
+            period_ms: 100.0,
+            live: false,
+        }
     }
 
     #[test]
     fn live_round_is_ignored() {
         let mut p = policy(200);
-        let live = Observation { size_bytes: 1 << 30, period_ms: 0.0, live: true };
+        let live = Observation {
+            size_bytes: 1 << 30,
+            period_ms: 0.0,
+            live: true,
+        };
         assert_eq!(p.next_interval_ms(&live), 200);
     }
 

@@ -53,7 +53,11 @@ impl ControlWriter {
         let Some(interval_ms) = self.pending_ms else {
             return Ok(Delivery::Written);
         };
-        if self.file.as_ref().is_some_and(|f| !fifo::same_inode(&self.path, f)) {
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| !fifo::same_inode(&self.path, f))
+        {
             self.file = None;
         }
         if self.file.is_none() {
@@ -78,7 +82,8 @@ impl ControlWriter {
                 self.file = None;
                 Ok(Delivery::Pending)
             }
-            Err(e) => Err(e).with_context(|| format!("cannot write to control FIFO {}", self.path.display())),
+            Err(e) => Err(e)
+                .with_context(|| format!("cannot write to control FIFO {}", self.path.display())),
         }
     }
 

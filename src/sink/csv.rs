@@ -20,10 +20,14 @@ impl CsvSink {
     /// Creates (truncates) `path` and writes the header.
     pub fn create(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let file = File::create(path).with_context(|| format!("cannot create CSV {}", path.display()))?;
-        let writer = csv::WriterBuilder::new().has_headers(true).from_writer(BufWriter::new(file));
+        let file =
+            File::create(path).with_context(|| format!("cannot create CSV {}", path.display()))?;
+        let writer = csv::WriterBuilder::new()
+            .has_headers(true)
+            .from_writer(BufWriter::new(file));
         Ok(CsvSink {
             path: path.to_path_buf(),
             writer,
@@ -63,14 +67,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("run.csv");
         let mut sink = CsvSink::create(&p).unwrap();
-        sink.write(&Row { seq: 3, ..Row::default() }).unwrap();
+        sink.write(&Row {
+            seq: 3,
+            ..Row::default()
+        })
+        .unwrap();
         sink.flush().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with(
             "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,\
              checkpoint_ms,period_ms,interval_ms,dropped,"
         ));
-        assert_eq!(text.lines().count(), 2, "the row is in the file after flush");
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "the row is in the file after flush"
+        );
         sink.finish().unwrap();
     }
 }

@@ -26,7 +26,11 @@ impl StatusLine {
         StatusLine {
             tty,
             quiet,
-            every: if tty { Duration::from_millis(100) } else { Duration::from_secs(10) },
+            every: if tty {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(10)
+            },
             last: None,
             lmax_bytes,
             checkpoints: 0,

@@ -2,5 +2,5 @@
 //! (or of the simulator, which runs the same C library), and the simulated
 //! domain itself.
 
-pub mod stats_fifo;
 pub mod sim;
+pub mod stats_fifo;

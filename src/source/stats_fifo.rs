@@ -67,7 +67,8 @@ impl LineParser {
             if !chunk.ends_with(b"\n") {
                 // A line still being written: keep it (bounded) for later.
                 let room = MAX_LINE.saturating_sub(self.partial.len());
-                self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                self.partial
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
                 continue;
             }
             self.line_no += 1;
@@ -75,7 +76,8 @@ impl LineParser {
                 parse_bytes(chunk, self.line_no)
             } else {
                 let room = MAX_LINE.saturating_sub(self.partial.len());
-                self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                self.partial
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
                 let parsed = parse_bytes(&self.partial, self.line_no);
                 self.partial.clear();
                 parsed
@@ -103,7 +105,13 @@ pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Reco
     read_from(path, None, on_eof, stop, tx)
 }
 
-fn read_from(path: &Path, mut file: Option<File>, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
+fn read_from(
+    path: &Path,
+    mut file: Option<File>,
+    on_eof: OnEof,
+    stop: &AtomicBool,
+    tx: &Sender<Record>,
+) -> Result<()> {
     let mut parser = LineParser::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut had_writer = false;
@@ -119,10 +127,14 @@ fn read_from(path: &Path, mut file: Option<File>, on_eof: OnEof, stop: &AtomicBo
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot open stats FIFO {}", path.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot open stats FIFO {}", path.display()))
+                }
             },
         };
-        let revents = fifo::poll_readable(f, 100).with_context(|| format!("poll on {}", path.display()))?;
+        let revents =
+            fifo::poll_readable(f, 100).with_context(|| format!("poll on {}", path.display()))?;
         if revents == 0 {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -162,7 +174,9 @@ fn read_from(path: &Path, mut file: Option<File>, on_eof: OnEof, stop: &AtomicBo
                     }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).with_context(|| format!("read from {}", path.display())),
         }
     }

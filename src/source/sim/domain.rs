@@ -91,7 +91,11 @@ impl Domain {
     /// since `running_since_s`. The live round also sends all memory.
     pub fn checkpoint(&self, running_since_s: f64, suspend_at_s: f64, live: bool) -> Work {
         let dirty_pages = self.workload.dirty_pages(running_since_s, suspend_at_s);
-        let pages_sent = if live { self.memory_pages + dirty_pages } else { dirty_pages };
+        let pages_sent = if live {
+            self.memory_pages + dirty_pages
+        } else {
+            dirty_pages
+        };
         let bytes_sent = Self::stream_bytes(pages_sent);
         // In the live round only the final dirty set is sent while paused.
         let paused_bytes = Self::stream_bytes(dirty_pages);

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::domain::{Domain, Work, PAGE_SIZE};
-use crate::ffi::{self, Ckpt, CkptStream, Mark};
 use crate::disk::DiskDelta;
+use crate::ffi::{self, Ckpt, CkptStream, Mark};
 use crate::pipeline::Controller;
 use crate::record::{self, Record};
 use crate::row::Row;
@@ -47,7 +47,14 @@ pub fn run_realtime(
 ) -> Result<u64> {
     let stats = stats.to_str().context("stats FIFO path is not UTF-8")?;
     let control = control.to_str().context("control FIFO path is not UTF-8")?;
-    let Some(mut ckpt) = Ckpt::open_with(SIM_DOMID, CkptStream::Remus, PAGE_SIZE, Some(stats), Some(control))? else {
+    let Some(mut ckpt) = Ckpt::open_with(
+        SIM_DOMID,
+        CkptStream::Remus,
+        PAGE_SIZE,
+        Some(stats),
+        Some(control),
+    )?
+    else {
         bail!("the C library stayed unconfigured with both FIFOs given");
     };
     let start = Instant::now();
@@ -134,8 +141,10 @@ pub fn run_virtual(
             gate_wait_ns: ((t_suspend - t_gate) * NS).round() as u64,
             ..Default::default()
         };
-        let line = ffi::format_record(&raw).context("the C formatter refused a simulated record")?;
-        let rec: Record = record::parse_line(&line).with_context(|| format!("C record did not parse: {line}"))?;
+        let line =
+            ffi::format_record(&raw).context("the C formatter refused a simulated record")?;
+        let rec: Record =
+            record::parse_line(&line).with_context(|| format!("C record did not parse: {line}"))?;
 
         let epoch = disk(running_since_s, t_suspend);
         let step = controller.on_record(&rec, epoch);

@@ -130,7 +130,11 @@ pub struct Workload {
 
 impl Workload {
     pub fn new(args: &WorkloadArgs, page_size: u32, duration_s: f64) -> Result<Self> {
-        for (name, v) in [("--rate", args.rate), ("--low-rate", args.low_rate), ("--high-rate", args.high_rate)] {
+        for (name, v) in [
+            ("--rate", args.rate),
+            ("--low-rate", args.low_rate),
+            ("--high-rate", args.high_rate),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 bail!("{name} must be a rate >= 0 pages/s (got {v})");
             }
@@ -244,7 +248,8 @@ fn unit(seed: u64, n: u64) -> f64 {
 }
 
 fn load_trace(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
-    let rows = crate::report::read_csv(path).with_context(|| format!("cannot load trace {}", path.display()))?;
+    let rows = crate::report::read_csv(path)
+        .with_context(|| format!("cannot load trace {}", path.display()))?;
     let mut points: Vec<(f64, f64)> = rows
         .iter()
         // The live round and rows without a period carry no rate.
@@ -255,7 +260,10 @@ fn load_trace(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
         })
         .collect();
     if points.is_empty() {
-        bail!("trace {} has no checkpoint with a period to replay", path.display());
+        bail!(
+            "trace {} has no checkpoint with a period to replay",
+            path.display()
+        );
     }
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let t0 = points[0].0;
@@ -300,7 +308,9 @@ mod tests {
     fn same_seed_same_guest_whatever_the_split() {
         let w = workload(&["--workload", "bursty", "--seed", "7"]);
         let whole = w.writes(0.0, 10.0);
-        let parts: f64 = (0..100).map(|i| w.writes(i as f64 * 0.1, (i + 1) as f64 * 0.1)).sum();
+        let parts: f64 = (0..100)
+            .map(|i| w.writes(i as f64 * 0.1, (i + 1) as f64 * 0.1))
+            .sum();
         assert!((whole - parts).abs() < 1e-6 * whole);
         let other = workload(&["--workload", "bursty", "--seed", "8"]);
         assert_ne!(whole, other.writes(0.0, 10.0));
@@ -309,14 +319,19 @@ mod tests {
     #[test]
     fn bursty_has_bursts() {
         let w = workload(&["--workload", "bursty", "--noise", "0"]);
-        let highs = (0..400).filter(|i| w.base_rate(*i as f64 * 0.5) > 40_000.0).count();
+        let highs = (0..400)
+            .filter(|i| w.base_rate(*i as f64 * 0.5) > 40_000.0)
+            .count();
         assert!((40..=120).contains(&highs), "{highs} bursts in 400 windows");
     }
 
     #[test]
     fn kinds_parse() {
         assert!("trace:".parse::<WorkloadKind>().is_err());
-        assert_eq!("trace:a.csv".parse::<WorkloadKind>().unwrap().to_string(), "trace:a.csv");
+        assert_eq!(
+            "trace:a.csv".parse::<WorkloadKind>().unwrap().to_string(),
+            "trace:a.csv"
+        );
         assert!("random".parse::<WorkloadKind>().is_err());
     }
 }
