@@ -179,10 +179,7 @@ struct SeriesLine {
 /// error listing the supported versions when there is none.
 fn select_series(src: &Path) -> Result<SeriesLine> {
     let (major, minor) = tree_version(src)?;
-    let manifest = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR")
-            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
-    );
+    let manifest = manifest_dir()?;
     let path = manifest.join("patches/versions");
     let text = fs::read_to_string(&path)
         .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
@@ -221,14 +218,8 @@ fn select_series(src: &Path) -> Result<SeriesLine> {
 /// with the tree's own Makefiles (scripts/xen-compile-check).  Returns the
 /// one-line summary for cargo:warning.
 fn compile_check(src: &Path, line: &SeriesLine) -> Result<String> {
-    let manifest = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR")
-            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
-    );
-    let target = match env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if !t.is_empty() => manifest.join(t),
-        _ => manifest.join("target"),
-    };
+    let manifest = manifest_dir()?;
+    let target = target_dir(&manifest);
     let src = src
         .canonicalize()
         .map_err(|e| Failure::io(format!("REMUS_CKPT_XEN_SRC {}", src.display()), e))?;
@@ -248,16 +239,7 @@ fn compile_check(src: &Path, line: &SeriesLine) -> Result<String> {
         .arg(&src)
         .arg(&scratch);
     // cargo's jobserver and flags are not for Xen's Makefiles.
-    for var in [
-        "CFLAGS",
-        "CPPFLAGS",
-        "LDFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "MAKELEVEL",
-    ] {
-        cmd.env_remove(var);
-    }
+    scrub_cargo_env(&mut cmd);
     run_logged(
         &mut cmd,
         &log,
@@ -326,25 +308,10 @@ struct Dirs {
 }
 
 fn dirs(mode: Mode) -> Result<Dirs> {
-    let manifest = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR")
-            .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))?,
-    );
+    let manifest = manifest_dir()?;
     let out_dir =
         PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| Failure::new("OUT_DIR unset"))?);
-    // Build scripts inherit the environment, so CARGO_TARGET_DIR is seen
-    // when the user set it; otherwise the default target/ of this crate.
-    let target = match env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if !t.is_empty() => {
-            let t = PathBuf::from(t);
-            if t.is_absolute() {
-                t
-            } else {
-                manifest.join(t)
-            }
-        }
-        _ => manifest.join("target"),
-    };
+    let target = target_dir(&manifest);
     let base = target.join(format!("xen-{XEN_SERIES_VERSION}"));
     Ok(Dirs {
         work: out_dir.join(format!("xen-{}", mode.name())),
@@ -619,9 +586,9 @@ fn flags(tree: &Path, logs: &Path) -> Result<Flags> {
     })
 }
 
-/// Environment of every configure/make step: Debian's, and nothing that
-/// cargo or the caller's shell could leak into the build.
-fn xen_env(cmd: &mut Command) -> &mut Command {
+/// Removes what cargo (its jobserver, the caller's flags) leaks into a
+/// child's environment: none of it is for Xen's configure and Makefiles.
+fn scrub_cargo_env(cmd: &mut Command) -> &mut Command {
     for var in [
         "CFLAGS",
         "CPPFLAGS",
@@ -632,7 +599,31 @@ fn xen_env(cmd: &mut Command) -> &mut Command {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("DEB_BUILD_MAINT_OPTIONS", "hardening=+all")
+    cmd
+}
+
+/// This crate's directory (build scripts run with it set).
+fn manifest_dir() -> Result<PathBuf> {
+    env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::new("CARGO_MANIFEST_DIR unset"))
+}
+
+/// cargo's target directory: CARGO_TARGET_DIR when the user set it (build
+/// scripts inherit the environment; a relative one is taken from the
+/// crate, an absolute one as it is), else this crate's target/.
+fn target_dir(manifest: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => manifest.join(t),
+        _ => manifest.join("target"),
+    }
+}
+
+/// Environment of every configure/make step: Debian's, and nothing that
+/// cargo or the caller's shell could leak into the build.
+fn xen_env(cmd: &mut Command) -> &mut Command {
+    scrub_cargo_env(cmd)
+        .env("DEB_BUILD_MAINT_OPTIONS", "hardening=+all")
         .env("WGET", "/bin/false")
         .env("GIT", "/bin/false")
         .env("CC", "x86_64-linux-gnu-gcc")
@@ -745,7 +736,6 @@ fn install(tree: &Path, src: &Path, mode: Mode, d: &Dirs, stamp: &str) -> Result
     let built = tree.join("tools/libs/guest").join(LIB_FILE);
     fs::create_dir_all(&d.out)
         .map_err(|e| Failure::io(format!("creating {}", d.out.display()), e))?;
-    let _ = fs::remove_file(d.out.join("inputs.stamp"));
     let tmp = d.out.join(format!(".{LIB_FILE}.tmp"));
     fs::copy(&built, &tmp).map_err(|e| Failure::io(format!("copying {}", built.display()), e))?;
     fs::rename(&tmp, d.out.join(LIB_FILE))

@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -20,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +49,7 @@ enum chan_state {
     CHAN_OFF,     /* configured but unusable (bad spec, refused, dead) */
 };
 
-/* One end of a pipe to the consumer: the stats writer or the control reader. */
+/* One end of a pipe to the consumer: the stats writer or control reader. */
 struct chan {
     enum chan_state state;
     char *path;   /* CHAN_PATH only */
@@ -68,7 +66,6 @@ struct remus_ckpt {
     struct chan stats;
     uint64_t stats_checked; /* when the stats path's identity was checked */
     struct chan ctl;
-    int ctl_warned;         /* the one refusal warning has been printed */
 
     /* Control line being assembled across reads. */
     char line[CTL_LINE_MAX];
@@ -84,8 +81,7 @@ struct remus_ckpt {
     uint64_t prev_suspend;
 
     struct remus_ckpt_record cur;
-    struct remus_ckpt_record last;
-    int have_last;
+    struct remus_ckpt_record last;   /* valid once seq > 0 */
 };
 
 /* ------------------------------------------------------------------ */
@@ -183,13 +179,37 @@ static const char *chan_init(struct chan *ch, const char *spec)
     return NULL;
 }
 
+/*
+ * An fd:N is the caller's, handed over for this purpose.  Check it at open
+ * (so that a number that is not open is never used, even if the process
+ * opens something else under it later): it must not be open only in
+ * `wrong_mode` (O_RDONLY for stats, O_WRONLY for control), and it is made
+ * non-blocking, or a full or empty pipe would stall the save.  Returns
+ * NULL or why it cannot be used.
+ */
+static const char *fd_check(int fd, int wrong_mode)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if ( fl < 0 )
+        return strerror(errno);
+    if ( (fl & O_ACCMODE) == wrong_mode )
+        return wrong_mode == O_RDONLY ? "not open for writing"
+                                      : "not open for reading";
+    if ( fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 )
+        return strerror(errno);
+
+    return NULL;
+}
+
 /* Close a channel's fd if this library opened it; fd:N is the caller's. */
 static void chan_close(struct chan *ch)
 {
-    if ( ch->state == CHAN_PATH && ch->fd >= 0 )
+    if ( ch->state != CHAN_PATH )
+        return;
+    if ( ch->fd >= 0 )
         close(ch->fd);
-    if ( ch->state == CHAN_PATH )
-        ch->fd = -1;
+    ch->fd = -1;
 }
 
 /* Remember which file fd is, to notice when the path is replaced. */
@@ -370,7 +390,8 @@ unsigned int remus_ckpt_parse_control(const char *line, size_t len)
 /*
  * Give up on control for the life of rc.  Exactly one line on stderr: a
  * misconfigured control pipe must be visible, but must not flood the log
- * of a save that goes on for days.
+ * of a save that goes on for days.  Once is structural: nothing leaves
+ * CHAN_OFF, and only a usable channel can be refused.
  */
 static void ctl_refuse(struct remus_ckpt *rc, const char *what,
                        const char *reason)
@@ -379,12 +400,8 @@ static void ctl_refuse(struct remus_ckpt *rc, const char *what,
     rc->ctl.fd = -1;
     rc->ctl.state = CHAN_OFF;
 
-    if ( !rc->ctl_warned )
-    {
-        fprintf(stderr, "remus-ckpt: refusing control %s: %s\n",
-                what ? what : "(unset)", reason);
-        rc->ctl_warned = 1;
-    }
+    fprintf(stderr, "remus-ckpt: refusing control %s: %s\n",
+            what ? what : "(unset)", reason);
 }
 
 /* A partial line is lost (EOF, replaced FIFO): it counts as rejected. */
@@ -462,55 +479,58 @@ static void ctl_open_path(struct remus_ckpt *rc)
 }
 
 /*
- * fd:N was handed over by the caller: it only has to be a pipe or FIFO.
- * Checked at open, while N is surely still the caller's fd.
+ * A control fd:N was handed over by the caller: it only has to be a pipe or
+ * FIFO open for reading.  Checked at open, while N is surely still the
+ * caller's fd.  Returns NULL or why it cannot be used.
  */
-static void ctl_check_fd(struct remus_ckpt *rc)
+static const char *ctl_check_fd(int fd)
 {
     struct stat st;
-    char what[32];
-    int fl;
 
-    snprintf(what, sizeof(what), "fd:%d", rc->ctl.fd);
+    if ( fstat(fd, &st) )
+        return strerror(errno);
+    if ( !S_ISFIFO(st.st_mode) )
+        return "not a pipe or FIFO";
 
-    if ( fstat(rc->ctl.fd, &st) )
-        ctl_refuse(rc, what, strerror(errno));
-    else if ( !S_ISFIFO(st.st_mode) )
-        ctl_refuse(rc, what, "not a pipe or FIFO");
-    else if ( (fl = fcntl(rc->ctl.fd, F_GETFL)) < 0 ||
-              fcntl(rc->ctl.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
-        ctl_refuse(rc, what, strerror(errno));
+    return fd_check(fd, O_WRONLY);
 }
 
-/* The control fd to read or poll, or -1. */
-static int ctl_fd(const struct remus_ckpt *rc)
-{
-    if ( rc->ctl.state == CHAN_PATH || rc->ctl.state == CHAN_FD )
-        return rc->ctl.fd;
-
-    return -1;
-}
-
-/* Make sure the control fd is open and acceptable; -1 if there is none. */
+/*
+ * Make sure the control fd is open and acceptable; -1 if there is none.
+ * (ctl.fd is -1 in every state but an open CHAN_PATH or CHAN_FD.)
+ */
 static int ctl_ensure(struct remus_ckpt *rc)
 {
-    switch ( rc->ctl.state )
-    {
-    case CHAN_PATH:
-        if ( rc->ctl.fd >= 0 && chan_path_changed(&rc->ctl) )
-        {
-            /* The FIFO was removed or re-created: follow the path. */
-            ctl_discard_partial(rc);
-            chan_close(&rc->ctl);
-        }
-        if ( rc->ctl.fd < 0 )
-            ctl_open_path(rc);
-        break;
-    default:
-        break;
-    }
+    if ( rc->ctl.state != CHAN_PATH )
+        return rc->ctl.fd;
 
-    return ctl_fd(rc);
+    if ( rc->ctl.fd >= 0 && chan_path_changed(&rc->ctl) )
+    {
+        /* The FIFO was removed or re-created: follow the path. */
+        ctl_discard_partial(rc);
+        chan_close(&rc->ctl);
+    }
+    if ( rc->ctl.fd < 0 )
+        ctl_open_path(rc);
+
+    return rc->ctl.fd;
+}
+
+/*
+ * Stop reading the current control fd, losing (and counting) a partial
+ * line: an fd:N is the caller's and is just no longer used; a path is
+ * closed, to be reopened by whoever wants it back.
+ */
+static void ctl_drop(struct remus_ckpt *rc)
+{
+    ctl_discard_partial(rc);
+    if ( rc->ctl.state == CHAN_FD )
+    {
+        rc->ctl.state = CHAN_OFF;
+        rc->ctl.fd = -1;
+    }
+    else
+        chan_close(&rc->ctl);
 }
 
 /*
@@ -523,19 +543,11 @@ static int ctl_ensure(struct remus_ckpt *rc)
  */
 static int ctl_eof(struct remus_ckpt *rc)
 {
-    ctl_discard_partial(rc);
+    ctl_drop(rc);
+    if ( rc->ctl.state == CHAN_PATH )
+        ctl_open_path(rc);
 
-    if ( rc->ctl.state == CHAN_FD )
-    {
-        rc->ctl.state = CHAN_OFF;
-        rc->ctl.fd = -1;
-        return -1;
-    }
-
-    chan_close(&rc->ctl);
-    ctl_open_path(rc);
-
-    return ctl_fd(rc);
+    return rc->ctl.fd;
 }
 
 /*
@@ -572,14 +584,7 @@ static void ctl_read(struct remus_ckpt *rc)
             break;
 
         /* A read error on a pipe is not expected: stop using it quietly. */
-        ctl_discard_partial(rc);
-        if ( rc->ctl.state == CHAN_FD )
-        {
-            rc->ctl.state = CHAN_OFF;
-            rc->ctl.fd = -1;
-        }
-        else
-            chan_close(&rc->ctl);
+        ctl_drop(rc);
         break;
     }
 }
@@ -597,7 +602,7 @@ static void gate_sleep(struct remus_ckpt *rc, uint64_t deadline, uint64_t now)
 {
     struct pollfd pfd;
     struct timespec ts;
-    int fd = ctl_fd(rc);
+    int fd = rc->ctl.fd;
 
     if ( fd < 0 )
     {
@@ -793,27 +798,6 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
 }
 
 /*
- * The stats fd:N is the caller's, handed over for this purpose.  Check it
- * at open (so that a number that is not open is never written to, even if
- * the process opens something else under it later) and make it
- * non-blocking, or a full pipe would stall the save.  Returns NULL or why
- * it cannot be used.
- */
-static const char *stats_check_fd(struct remus_ckpt *rc)
-{
-    int fl = fcntl(rc->stats.fd, F_GETFL);
-
-    if ( fl < 0 )
-        return strerror(errno);
-    if ( (fl & O_ACCMODE) == O_RDONLY )
-        return "not open for writing";
-    if ( fcntl(rc->stats.fd, F_SETFL, fl | O_NONBLOCK) < 0 )
-        return strerror(errno);
-
-    return NULL;
-}
-
-/*
  * After a failed write to the stats path: keep the fd (1) only for EAGAIN
  * on a path that still names the same file (the reader is slow).  Anything
  * else (EPIPE: the reader went away; EAGAIN on a replaced path: an old
@@ -902,7 +886,7 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
      */
     why = chan_init(&rc->stats, stats_spec);
     if ( !why && rc->stats.state == CHAN_FD )
-        why = stats_check_fd(rc);
+        why = fd_check(rc->stats.fd, O_RDONLY);
     if ( why )
     {
         fprintf(stderr, "remus-ckpt: cannot use stats %s: %s\n",
@@ -912,10 +896,10 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
     }
 
     why = chan_init(&rc->ctl, control_spec);
+    if ( !why && rc->ctl.state == CHAN_FD )
+        why = ctl_check_fd(rc->ctl.fd);
     if ( why )
         ctl_refuse(rc, control_spec, why);
-    else if ( rc->ctl.state == CHAN_FD )
-        ctl_check_fd(rc);
 
     /* The control FIFO is opened at the first gate, not here. */
     return rc;
@@ -1018,7 +1002,6 @@ void remus_ckpt_emit(struct remus_ckpt *rc)
     }
 
     rc->last = rc->cur;
-    rc->have_last = 1;
 
     /* Next checkpoint; prev_suspend (kept by the gate) survives this. */
     memset(&rc->cur, 0, sizeof(rc->cur));
@@ -1028,7 +1011,7 @@ void remus_ckpt_emit(struct remus_ckpt *rc)
 int remus_ckpt_last(const struct remus_ckpt *rc,
                     struct remus_ckpt_record *out)
 {
-    if ( !rc || !out || !rc->have_last )
+    if ( !rc || !out || !rc->seq )
         return -1;
 
     *out = rc->last;

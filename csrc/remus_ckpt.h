@@ -68,7 +68,7 @@ struct remus_ckpt_record {
     uint64_t dirty_pages;     /* log-dirty CLEAN dirty_count */
     uint64_t deferred_pages;  /* pages deferred from the live rounds */
     uint64_t pages_sent;      /* pages written to the stream */
-    uint64_t bytes_sent;      /* bytes written to the stream, headers included */
+    uint64_t bytes_sent;      /* bytes written to the stream, with headers */
     uint64_t bytes_raw;       /* before compression; 0: no compression */
     uint64_t t_gate;          /* gate entered */
     uint64_t t_suspend;       /* gate left, suspend requested */

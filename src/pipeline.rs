@@ -60,10 +60,6 @@ impl Controller {
         }
     }
 
-    pub fn policy_name(&self) -> String {
-        self.policy.name()
-    }
-
     /// The interval to command before the first record.
     pub fn initial_interval_ms(&self) -> u32 {
         self.wanted_ms

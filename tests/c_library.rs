@@ -1269,7 +1269,7 @@ fn control_refusals_warn_once() {
     );
 }
 
-const REFUSAL_CASES: [(&str, &str); 9] = [
+const REFUSAL_CASES: [(&str, &str); 10] = [
     ("regular-file", ": not a FIFO"),
     ("directory", ": not a FIFO"),
     ("fifo-0644", ": mode wider than 0600"),
@@ -1277,6 +1277,7 @@ const REFUSAL_CASES: [(&str, &str); 9] = [
     ("fifo-0601", ": mode wider than 0600"),
     ("fifo-other-owner", ": not owned by this user"),
     ("fd-regular-file", ": not a pipe or FIFO"),
+    ("fd-write-end", ": not open for reading"),
     ("fd-bad-spec", ": invalid fd:N spec"),
     ("fd-leading-zero", ": invalid fd:N spec"),
 ];
@@ -1289,6 +1290,8 @@ fn child_control_refusals() {
     let regular = d.join("regular");
     std::fs::write(&regular, "interval_ms=2000\n").unwrap();
     let regular_file = File::open(&regular).unwrap();
+    // A pipe's write end: a FIFO, but not one control could be read from.
+    let (_ctl_read_end, ctl_write_end) = pipe();
     let fifo = |name: &str, mode| {
         let p = d.join(name);
         mkfifo(&p, mode);
@@ -1333,6 +1336,11 @@ fn child_control_refusals() {
         (
             "fd-regular-file",
             format!("fd:{}", regular_file.as_raw_fd()),
+            None,
+        ),
+        (
+            "fd-write-end",
+            format!("fd:{}", ctl_write_end.as_raw_fd()),
             None,
         ),
         ("fd-bad-spec", "fd:12a".into(), None),

@@ -170,7 +170,7 @@ fn check_fifo(path: &Path) -> Verdict {
 }
 
 fn check_runtime_dir() -> Verdict {
-    let base = Path::new("/run/remus-ckpt");
+    let base = Path::new(run::RUNTIME_BASE);
     if std::fs::create_dir_all(base).is_ok() {
         Verdict::Ok(format!("runtime directories go to {}", base.display()))
     } else {

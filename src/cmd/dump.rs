@@ -91,11 +91,7 @@ pub fn run(args: &DumpArgs) -> Result<()> {
         }
         match record::parse_line(&text) {
             Ok(rec) => print(&rec, &mut out)?,
-            Err(e) => eprintln!(
-                "remus-ckpt: {}: line {}: {e} (skipped)",
-                args.path.display(),
-                i + 1
-            ),
+            Err(e) => stats_fifo::warn_skipped(&args.path, i as u64 + 1, &e),
         }
     }
     Ok(())

@@ -27,6 +27,9 @@ use crate::policy::PolicyArgs;
 pub const DEFAULT_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
 /// The SONAME file the patched build leaves in its lib directory.
 pub const LIB_SONAME: &str = "libxenguest.so.4.17";
+/// Where runtime directories go when this process may create it (root on
+/// a dom0); elsewhere the temp directory.
+pub const RUNTIME_BASE: &str = "/run/remus-ckpt";
 
 #[derive(Debug, Args)]
 #[command(
@@ -187,7 +190,7 @@ pub fn write_wrapper(
 /// A private runtime directory: under /run/remus-ckpt when we may write
 /// there (root on a dom0), else the temp directory.
 fn runtime_dir() -> Result<tempfile::TempDir> {
-    let base = Path::new("/run/remus-ckpt");
+    let base = Path::new(RUNTIME_BASE);
     let base = if std::fs::create_dir_all(base).is_ok() {
         base.to_path_buf()
     } else {

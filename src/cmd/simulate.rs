@@ -117,6 +117,11 @@ fn disk_bytes_per_page(args: &SimulateArgs) -> f64 {
     args.disk_rate.0 as f64 / args.workload.high_rate.max(args.workload.rate).max(1.0)
 }
 
+/// Bytes the simulated guest wrote to its disk in [from_s, to_s).
+fn epoch_disk_bytes(domain: &Domain, per_page: f64, from_s: f64, to_s: f64) -> u64 {
+    (domain.workload.writes(from_s, to_s) * per_page).round() as u64
+}
+
 fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHandle)>> {
     if args.disk.disk.is_empty() {
         return Ok(None);
@@ -144,9 +149,7 @@ fn run_fast(
         &mut controller,
         |from_s, to_s| match &mut disk {
             Some((meter, handle)) => {
-                handle.add_written_bytes(
-                    (domain.workload.writes(from_s, to_s) * per_page).round() as u64
-                );
+                handle.add_written_bytes(epoch_disk_bytes(domain, per_page, from_s, to_s));
                 meter.on_checkpoint()
             }
             None => Default::default(),
@@ -182,9 +185,7 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
         .spawn(move || {
             let on_epoch = |from_s: f64, to_s: f64| {
                 if let Some(h) = &disk_handle {
-                    h.add_written_bytes(
-                        (sim_domain.workload.writes(from_s, to_s) * per_page).round() as u64,
-                    );
+                    h.add_written_bytes(epoch_disk_bytes(&sim_domain, per_page, from_s, to_s));
                 }
             };
             drive::run_realtime(&sim_domain, duration, &stats, &control, &sim_stop, on_epoch)

@@ -35,13 +35,6 @@ pub struct DiskMeter {
     sources: Vec<Metered>,
 }
 
-fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.saturating_add(y)),
-        (x, None) | (None, x) => x,
-    }
-}
-
 impl std::fmt::Debug for DiskMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskMeter")
@@ -108,8 +101,8 @@ impl DiskMeter {
                 delta.disk_bytes = delta.disk_bytes.saturating_add(kib.saturating_mul(1024));
             }
             metered.last_kib = Some(sample.sent_kib);
-            delta.drbd_deferred = add(delta.drbd_deferred, sample.deferred);
-            delta.drbd_checkpoints = add(delta.drbd_checkpoints, sample.checkpoints);
+            delta.drbd_deferred = super::add_counts(delta.drbd_deferred, sample.deferred);
+            delta.drbd_checkpoints = super::add_counts(delta.drbd_checkpoints, sample.checkpoints);
             true
         });
         delta

@@ -9,7 +9,7 @@
 //! - DRBD 9: `drbdsetup events2 --statistics --poll` ([`events2`], [`events2_source`]);
 //! - `remus-ckpt simulate`: the simulator's own byte count ([`simulated`]).
 //!
-//! [`open()`] picks the right one for a [`DiskSpec`]; [`DiskMeter`] turns
+//! [`open_with()`] picks the right one for a [`DiskSpec`]; [`DiskMeter`] turns
 //! samples from any number of them into a [`DiskDelta`] per checkpoint.
 
 pub mod counter;
@@ -26,10 +26,19 @@ pub use counter::{Counter, CounterStep, CounterWidth};
 pub use events2::{parse_events2, parse_events2_line, Events2State};
 pub use events2_source::{Events2Config, Events2Source};
 pub use meter::{DiskDelta, DiskMeter};
-pub use open::{open, open_with, OpenOptions};
+pub use open::{open_with, OpenOptions};
 pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
 pub use proc_source::{ProcDrbdSource, ProcPaths};
 pub use simulated::{SimulatedDisk, SimulatedDiskHandle};
+/// Sums two optional counters: a missing one adds nothing, and the sum is
+/// missing only when both are (a source without the counter at all).
+pub(crate) fn add_counts(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.saturating_add(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
 pub use spec::DiskSpec;
 
 /// Cumulative counters of one source at one instant.

@@ -25,11 +25,6 @@ pub struct OpenOptions {
     pub simulated: Option<SimulatedDiskHandle>,
 }
 
-/// Opens `spec` on this machine with default paths (no simulated disk).
-pub fn open(spec: &DiskSpec) -> Result<Box<dyn DiskSource>> {
-    open_with(spec, &OpenOptions::default())
-}
-
 /// Opens `spec` using `options`.
 pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskSource>> {
     if spec.is_simulated() {

@@ -173,13 +173,6 @@ impl ProcDrbdSource {
     }
 }
 
-fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.saturating_add(y)),
-        (x, None) | (None, x) => x,
-    }
-}
-
 impl DiskSource for ProcDrbdSource {
     fn name(&self) -> &str {
         &self.name
@@ -212,8 +205,8 @@ impl DiskSource for ProcDrbdSource {
                 );
             }
             sample.sent_kib = sample.sent_kib.saturating_add(entry.ns.total());
-            sample.deferred = add(sample.deferred, block.deferred);
-            sample.checkpoints = add(sample.checkpoints, block.checkpoints);
+            sample.deferred = super::add_counts(sample.deferred, block.deferred);
+            sample.checkpoints = super::add_counts(sample.checkpoints, block.checkpoints);
         }
         Ok(sample)
     }

@@ -368,7 +368,6 @@ pub fn band_label_centres(lmax_y: i32, lmin_y: i32, block_px: i32) -> (i32, i32)
     (lmax_y - up, lmin_y + (missing - up))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: Panel,

@@ -37,11 +37,6 @@ impl Target {
             rate_bytes_per_ms: None,
         }
     }
-
-    /// The current dirty-rate estimate, bytes per ms.
-    pub fn rate_bytes_per_ms(&self) -> Option<f64> {
-        self.rate_bytes_per_ms
-    }
 }
 
 impl Policy for Target {

@@ -44,11 +44,20 @@ pub struct Malformed {
     pub error: record::ParseError,
 }
 
+/// The one stderr line for a record line that does not parse: it is
+/// skipped, and reading goes on.
+pub fn warn_skipped(path: &Path, line_no: u64, error: &record::ParseError) {
+    eprintln!(
+        "remus-ckpt: {}: line {line_no}: {error} (skipped)",
+        path.display()
+    );
+}
+
 /// Longest line kept; record lines are at most 512 bytes.
 const MAX_LINE: usize = 4096;
 
 /// One complete line (newline included); `None` for a blank one.
-fn parse_bytes(line: &[u8], line_no: u64) -> Option<Result<Record, Malformed>> {
+fn parse_record_line(line: &[u8], line_no: u64) -> Option<Result<Record, Malformed>> {
     let text = match std::str::from_utf8(line) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(line),
@@ -73,12 +82,12 @@ impl LineParser {
             }
             self.line_no += 1;
             let parsed = if self.partial.is_empty() {
-                parse_bytes(chunk, self.line_no)
+                parse_record_line(chunk, self.line_no)
             } else {
                 let room = MAX_LINE.saturating_sub(self.partial.len());
                 self.partial
                     .extend_from_slice(&chunk[..chunk.len().min(room)]);
-                let parsed = parse_bytes(&self.partial, self.line_no);
+                let parsed = parse_record_line(&self.partial, self.line_no);
                 self.partial.clear();
                 parsed
             };
@@ -98,13 +107,10 @@ impl LineParser {
     }
 }
 
-/// Reads `path` until `stop` is set (or, with [`OnEof::Stop`], the writer
-/// closes), sending each record to `tx`. Malformed lines are reported on
-/// stderr with their line number and skipped.
-pub fn read_fifo(path: &Path, on_eof: OnEof, stop: &AtomicBool, tx: &Sender<Record>) -> Result<()> {
-    read_from(path, None, on_eof, stop, tx)
-}
-
+/// Reads `path` (or `file`, already opened on it) until `stop` is set (or,
+/// with [`OnEof::Stop`], the writer closes), sending each record to `tx`.
+/// Malformed lines are reported on stderr with their line number and
+/// skipped.
 fn read_from(
     path: &Path,
     mut file: Option<File>,
@@ -165,12 +171,7 @@ fn read_from(
                                 return Ok(());
                             }
                         }
-                        Err(m) => eprintln!(
-                            "remus-ckpt: {}: line {}: {} (skipped)",
-                            path.display(),
-                            m.line_no,
-                            m.error
-                        ),
+                        Err(m) => warn_skipped(path, m.line_no, &m.error),
                     }
                 }
             }
@@ -182,7 +183,7 @@ fn read_from(
     }
 }
 
-/// Spawns [`read_fifo`] on its own thread. The FIFO is opened before this
+/// Spawns [`read_from`] on its own thread. The FIFO is opened before this
 /// returns (when it exists), so a writer starting right after is not
 /// dropped for want of a reader.
 pub fn spawn(
