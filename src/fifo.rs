@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -17,20 +17,47 @@ use anyhow::{bail, Context, Result};
 pub fn ensure_private_fifo(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => check_private_fifo(path, &meta),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-                .with_context(|| format!("{} contains a NUL byte", path.display()))?;
-            // SAFETY: c_path is a valid NUL-terminated path for the call.
-            let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error())
-                    .with_context(|| format!("cannot create FIFO {}", path.display()));
-            }
-            // mkfifo honours the umask, which can only narrow 0600.
-            Ok(())
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_private_fifo(path),
         Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
     }
+}
+
+/// Creates `path` as a new FIFO of ours with mode exactly 0600, whatever
+/// the umask. Fails if anything is there already, a symbolic link
+/// included (mkfifo never follows one).
+pub fn create_private_fifo(path: &Path) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
+    // SAFETY: c_path is a valid NUL-terminated path for the call.
+    let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("cannot create FIFO {}", path.display()));
+    }
+    // mkfifo's mode passes through the umask: set 0600 through a
+    // descriptor on what we just made (O_NOFOLLOW: never a link's target;
+    // O_NONBLOCK: opening a FIFO for reading does not wait for a writer).
+    let fifo = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("cannot open the new FIFO {}", path.display()))?;
+    let meta = fifo
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    if !meta.file_type().is_fifo() || meta.uid() != euid() {
+        bail!(
+            "{} was replaced while being created; refusing it",
+            path.display()
+        );
+    }
+    fifo.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod 600 {}", path.display()))
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn check_private_fifo(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
@@ -40,8 +67,7 @@ fn check_private_fifo(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
             path.display()
         );
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = euid();
     if meta.uid() != euid {
         bail!(
             "{} is owned by uid {}, not by us (uid {euid}); the save side would refuse it",
@@ -118,7 +144,6 @@ pub fn poll_readable(file: &File, timeout_ms: i32) -> io::Result<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn creates_and_checks() {
@@ -134,6 +159,25 @@ mod tests {
         let f = dir.path().join("file");
         std::fs::write(&f, b"x").unwrap();
         assert!(ensure_private_fifo(&f).is_err());
+    }
+
+    #[test]
+    fn creates_exclusively_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("stats");
+        create_private_fifo(&p).unwrap();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        // Already there: refused, not reused.
+        assert!(create_private_fifo(&p).is_err());
+        // A link to elsewhere: refused, and nothing appears at its target.
+        let target = dir.path().join("target");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_private_fifo(&link).is_err());
+        assert!(!target.exists());
+        assert!(ensure_private_fifo(&link).is_err());
     }
 
     #[test]

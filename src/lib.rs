@@ -9,6 +9,8 @@
 
 pub mod ffi;
 pub mod fifo;
+pub mod runtime_dir;
+pub mod trust;
 pub mod units;
 
 pub mod disk;
