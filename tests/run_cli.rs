@@ -5,31 +5,166 @@
 //! its environment, `-i 1`, consuming and steering, the CSV, signal
 //! forwarding, xl's exit status, and cleaning up. (The real library under
 //! a real `xl remus` is the QEMU end-to-end test's job.)
+//!
+//! `run` runs as root on a dom0, so the rest is what an unprivileged local
+//! user (nobody, through setpriv) can try against it: a runtime base
+//! created first, a library directory or a helper they can write. Every
+//! `run` that gets as far as its runtime directory runs in a private mount
+//! namespace with its own tmpfs on /run, so no test touches the real /run;
+//! where that namespace cannot be made, those tests print `SKIPPED: <why>`
+//! (and fail under REMUS_CKPT_XEN_REQUIRE=1, which scripts/test sets).
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use remus_ckpt::report::read_csv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");
+const NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+const NOBODY_UID: u32 = 65534;
 
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A lib dir that passes `run`'s check (it only needs the SONAME file).
-fn fake_lib_dir(dir: &Path) -> std::path::PathBuf {
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A lib dir that passes `run`'s checks: the SONAME file, root-owned, in a
+/// directory nobody else can write.
+fn fake_lib_dir(dir: &Path) -> PathBuf {
     let lib = dir.join("lib");
     std::fs::create_dir(&lib).unwrap();
+    chmod(&lib, 0o755);
     std::fs::write(lib.join("libxenguest.so.4.17"), b"").unwrap();
+    chmod(&lib.join("libxenguest.so.4.17"), 0o644);
     lib
+}
+
+/// A temp directory root owns and others may enter (0755), so that
+/// nobody can reach what a test hands it.
+fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    dir
+}
+
+/// Runs `sh -c body` as nobody; panics if it fails.
+fn as_nobody(body: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {NOBODY} sh -c '{body}'"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "as nobody: {body}");
+}
+
+/// Why `run` cannot be given a private /run here, if it cannot.
+fn private_run_unavailable() -> Option<String> {
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o mode=0755 remus-ckpt-test /run && test -w /run && exec setpriv --reuid=65534 --regid=65534 --clear-groups true")
+        .output();
+    match out {
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "unshare -m + mount -t tmpfs /run + setpriv not permitted here ({})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Whether this test can go on; if not, says why on fd 2 (or fails, when
+/// a skip is not acceptable).
+fn can_run_privately(test: &str) -> bool {
+    let Some(why) = private_run_unavailable() else {
+        return true;
+    };
+    if std::env::var("REMUS_CKPT_XEN_REQUIRE").as_deref() == Ok("1") {
+        panic!("{test}: REMUS_CKPT_XEN_REQUIRE=1 but {why}");
+    }
+    // Straight to fd 2: the harness captures println!, and a skip must
+    // show in the run's output.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+    false
+}
+
+/// `remus-ckpt run` in a private mount namespace with a fresh tmpfs of
+/// mode `run_mode` on /run. `setup` runs first there, as root, under
+/// `set -e` (a `umask` in it applies to `run`). After `run` exits, every
+/// entry under /run is written to `out/after-run` as `mode user type path`
+/// lines; see [`after_run`]. Add `run`'s arguments to what this returns.
+fn private_run(out: &Path, run_mode: &str, setup: &str) -> Command {
+    let body = format!(
+        "out=$1 mode=$2; shift 2\n\
+         mount -t tmpfs -o mode=\"$mode\" remus-ckpt-test /run || exit 97\n\
+         set -e\n{setup}\nset +e\n\
+         \"$@\"\nrc=$?\n\
+         find /run -mindepth 1 -printf '%m %u %y %p\\n' | sort -k4 > \"$out/after-run\"\n\
+         exit $rc\n"
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(body)
+        .arg("sh")
+        .arg(out)
+        .arg(run_mode)
+        .arg(BIN)
+        .arg("run");
+    command
+}
+
+/// What was under the private /run once `run` had exited.
+fn after_run(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("after-run"))
+        .expect("the namespace wrote no listing")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A stand-in xl that records run's pid (its parent) and that it started,
+/// runs the save helper like libxl, and exits with `exit_code`.
+fn xl_running_helper(out: &Path, exit_code: i32) -> PathBuf {
+    let xl = out.join("xl");
+    script(
+        &xl,
+        &format!(
+            "echo $PPID > {o}/run-pid\ntouch {o}/started\n\
+             find /run -mindepth 1 -printf '%m %u %y %p\\n' | sort -k4 > {o}/during-run\n\
+             \"$LIBXL_SAVE_HELPER\"\nexit {exit_code}\n",
+            o = out.display()
+        ),
+    );
+    xl
+}
+
+/// A stand-in save helper that records its environment.
+fn helper_recording_env(out: &Path) -> PathBuf {
+    let helper = out.join("helper");
+    script(
+        &helper,
+        &format!("env > {}/helper-env\nexit 0\n", out.display()),
+    );
+    helper
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn run_wraps_the_helper_steers_and_returns_xl_status() {
+    if !can_run_privately("run_wraps_the_helper_steers_and_returns_xl_status") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     let lib = fake_lib_dir(out);
@@ -67,9 +202,8 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     script(&out.join("helper"), &body);
 
     let csv = out.join("run.csv");
-    let status = Command::new(BIN)
+    let status = private_run(out, "0755", "")
         .args([
-            "run",
             "--quiet",
             "--policy",
             "threshold",
@@ -113,9 +247,16 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
             .trim(),
         "--helper-arg"
     );
+    assert_eq!(var("REMUS_CKPT_FALLBACK_MS"), "200", "--interval's default");
     let runtime = Path::new(&stats).parent().unwrap();
     assert!(
-        !runtime.exists(),
+        runtime.starts_with("/run/remus-ckpt"),
+        "{}",
+        runtime.display()
+    );
+    assert_eq!(
+        after_run(out),
+        ["700 root d /run/remus-ckpt"],
         "runtime directory {} left behind",
         runtime.display()
     );
@@ -136,22 +277,72 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     );
 }
 
+/// Sends `sig` to `run` once its xl has started; returns the exit status
+/// of the whole namespace (`run`'s).
+fn signal_run_once_xl_started(
+    child: &mut std::process::Child,
+    out: &Path,
+    sig: libc::c_int,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    while !out.join("started").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run exited before xl started"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "xl never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: libc::pid_t = std::fs::read_to_string(out.join("run-pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory-safety preconditions; pid is run's, the
+    // parent of an xl still running, so it is not reaped.
+    unsafe { libc::kill(pid, sig) };
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "run did not stop after signal {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A stand-in xl that waits for a signal, records it, and exits 0.
+fn xl_waiting_for_a_signal(out: &Path) -> PathBuf {
+    let xl = out.join("xl");
+    script(
+        &xl,
+        &format!(
+            "trap 'echo INT >> {o}/signals; exit 0' INT\ntrap 'echo TERM >> {o}/signals; exit 0' TERM\n\
+             echo $PPID > {o}/run-pid\ntouch {o}/started\nsleep 30 &\nwait\n",
+            o = out.display()
+        ),
+    );
+    xl
+}
+
 #[test]
 fn run_forwards_sigint_to_xl_once() {
+    if !can_run_privately("run_forwards_sigint_to_xl_once") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     let lib = fake_lib_dir(out);
-    script(
-        &out.join("xl"),
-        &format!(
-        "trap 'echo INT >> {o}/signals; exit 0' INT\ntrap 'echo TERM >> {o}/signals; exit 0' TERM\n\
-         touch {o}/started\nsleep 30 &\nwait\n",
-        o = out.display()
-    ),
-    );
+    xl_waiting_for_a_signal(out);
     script(&out.join("helper"), "exit 0\n");
-    let mut child = Command::new(BIN)
-        .args(["run", "--quiet", "--policy", "fixed"])
+    let mut child = private_run(out, "0755", "")
+        .args(["--quiet", "--policy", "fixed"])
         .arg("--csv")
         .arg(out.join("run.csv"))
         .arg("--lib-dir")
@@ -161,37 +352,230 @@ fn run_forwards_sigint_to_xl_once() {
         .arg("--")
         .arg(out.join("xl"))
         .args(["remus", "-i", "100", "guest", "host"])
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !out.join("started").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "xl never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill has no memory-safety preconditions; the pid is our
-    // child, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "run did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_run_once_xl_started(&mut child, out, libc::SIGINT);
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         std::fs::read_to_string(out.join("signals")).unwrap(),
         "INT\n",
         "xl got SIGINT exactly once"
     );
+}
+
+/// `run`'s usual arguments around a stand-in xl and helper in `out`.
+fn standard_args(command: &mut Command, out: &Path, lib: &Path, helper: &Path) {
+    command
+        .args(["--quiet", "--policy", "threshold", "--interval", "350ms"])
+        .arg("--csv")
+        .arg(out.join("run.csv"))
+        .arg("--lib-dir")
+        .arg(lib)
+        .arg("--helper")
+        .arg(helper)
+        .arg("--")
+        .arg(out.join("xl"))
+        .args(["remus", "guest", "host"]);
+}
+
+/// Runs `run` privately after `setup` and expects it to refuse before
+/// starting xl; returns its stderr.
+fn expect_refusal(out: &Path, run_mode: &str, setup: &str, lib: &Path, helper: &Path) -> String {
+    xl_running_helper(out, 0);
+    let mut command = private_run(out, run_mode, setup);
+    standard_args(&mut command, out, lib, helper);
+    let o = command.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "run did not refuse: {err}");
+    assert!(!out.join("started").exists(), "xl was started: {err}");
+    err
+}
+
+#[test]
+fn base_created_first_by_nobody_is_refused() {
+    if !can_run_privately("base_created_first_by_nobody_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    // /run 1777 so that nobody can create the base first.
+    let setup = format!("{NOBODY} sh -c 'umask 000; mkdir -m 0777 /run/remus-ckpt'");
+    let err = expect_refusal(out, "1777", &setup, &lib, &helper);
+    assert!(
+        err.contains("/run/remus-ckpt") && err.contains(&format!("uid {NOBODY_UID}")),
+        "{err}"
+    );
+    assert!(err.contains("rm -rf /run/remus-ckpt"), "{err}");
+    assert_eq!(after_run(out), ["777 nobody d /run/remus-ckpt"], "{err}");
+}
+
+#[test]
+fn base_linked_to_a_directory_of_nobody_is_refused() {
+    if !can_run_privately("base_linked_to_a_directory_of_nobody_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    let setup =
+        format!("{NOBODY} sh -c 'mkdir -m 0700 /run/mine && ln -s /run/mine /run/remus-ckpt'");
+    let err = expect_refusal(out, "1777", &setup, &lib, &helper);
+    assert!(
+        err.contains("/run/remus-ckpt") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(err.contains("rm -rf /run/remus-ckpt"), "{err}");
+    // Nothing of ours went into nobody's directory.
+    assert_eq!(
+        after_run(out),
+        ["700 nobody d /run/mine", "777 nobody l /run/remus-ckpt"],
+        "{err}"
+    );
+}
+
+#[test]
+fn world_writable_base_is_refused_unless_root_owned_and_sticky() {
+    if !can_run_privately("world_writable_base_is_refused_unless_root_owned_and_sticky") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    let err = expect_refusal(out, "0755", "mkdir -m 0777 /run/remus-ckpt", &lib, &helper);
+    assert!(
+        err.contains("/run/remus-ckpt") && err.contains("0777") && err.contains("chmod 0700"),
+        "{err}"
+    );
+    assert_eq!(after_run(out), ["777 root d /run/remus-ckpt"], "{err}");
+
+    // Root-owned and sticky: others cannot rename or remove what we put
+    // there, so it is used (and left as found).
+    let mut command = private_run(out, "0755", "mkdir -m 1777 /run/remus-ckpt");
+    standard_args(&mut command, out, &lib, &helper);
+    let o = command.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("started").exists());
+    assert_eq!(after_run(out), ["1777 root d /run/remus-ckpt"]);
+}
+
+#[test]
+fn umask_000_still_gives_private_directories_gone_after_a_normal_exit() {
+    if !can_run_privately("umask_000_still_gives_private_directories_gone_after_a_normal_exit") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    xl_running_helper(out, 0);
+    let mut command = private_run(out, "0755", "umask 000");
+    standard_args(&mut command, out, &lib, &helper);
+    let o = command.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // While xl ran: the base, the run's directory and the wrapper 0700,
+    // the FIFOs 0600, all root's.
+    let during = std::fs::read_to_string(out.join("during-run")).unwrap();
+    let during: Vec<&str> = during.lines().collect();
+    assert_eq!(during.len(), 5, "{during:?}");
+    assert_eq!(during[0], "700 root d /run/remus-ckpt");
+    let run_dir = during[1].strip_prefix("700 root d ").expect(during[1]);
+    assert!(run_dir.starts_with("/run/remus-ckpt/run."), "{run_dir}");
+    assert_eq!(during[2], format!("600 root p {run_dir}/control.fifo"));
+    assert_eq!(during[3], format!("700 root f {run_dir}/save-helper"));
+    assert_eq!(during[4], format!("600 root p {run_dir}/stats.fifo"));
+    // The helper ran through the wrapper, with the fallback interval.
+    let env = std::fs::read_to_string(out.join("helper-env")).unwrap();
+    assert!(
+        env.lines().any(|l| l == "REMUS_CKPT_FALLBACK_MS=350"),
+        "{env}"
+    );
+    // Afterwards only the base is left.
+    assert_eq!(after_run(out), ["700 root d /run/remus-ckpt"]);
+}
+
+#[test]
+fn run_dir_is_gone_after_xl_fails() {
+    if !can_run_privately("run_dir_is_gone_after_xl_fails") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    xl_running_helper(out, 5);
+    let mut command = private_run(out, "0755", "");
+    standard_args(&mut command, out, &lib, &helper);
+    let o = command.output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let during = std::fs::read_to_string(out.join("during-run")).unwrap();
+    assert!(during.contains("/save-helper"), "{during}");
+    assert_eq!(after_run(out), ["700 root d /run/remus-ckpt"]);
+}
+
+#[test]
+fn run_dir_is_gone_after_sigterm() {
+    if !can_run_privately("run_dir_is_gone_after_sigterm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    xl_waiting_for_a_signal(out);
+    let mut command = private_run(out, "0755", "");
+    standard_args(&mut command, out, &lib, &helper);
+    let mut child = command.stderr(Stdio::null()).spawn().unwrap();
+    let status = signal_run_once_xl_started(&mut child, out, libc::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(out.join("signals")).unwrap(),
+        "TERM\n"
+    );
+    assert_eq!(after_run(out), ["700 root d /run/remus-ckpt"]);
+}
+
+#[test]
+fn lib_dir_nobody_can_write_is_refused() {
+    if !can_run_privately("lib_dir_nobody_can_write_is_refused") {
+        return;
+    }
+    let dir = open_tempdir();
+    let out = dir.path();
+    let (lib, helper) = (fake_lib_dir(out), helper_recording_env(out));
+    chmod(&lib, 0o777);
+    // What nobody would do with it: a library root's helper then loads.
+    as_nobody(&format!("echo evil > {}/libxenctrl.so.4.17", lib.display()));
+    let err = expect_refusal(out, "0755", "", &lib, &helper);
+    assert!(
+        err.contains(&format!("{} has mode 0777", lib.display())) && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert!(after_run(out).is_empty(), "{err}");
+}
+
+#[test]
+fn helper_in_a_directory_of_nobody_is_refused() {
+    if !can_run_privately("helper_in_a_directory_of_nobody_is_refused") {
+        return;
+    }
+    let dir = open_tempdir();
+    let out = dir.path();
+    let lib = fake_lib_dir(out);
+    let bin = out.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::chown(&bin, Some(NOBODY_UID), Some(NOBODY_UID)).unwrap();
+    let helper = bin.join("helper");
+    as_nobody(&format!(
+        "printf \"#!/bin/sh\\nexit 0\\n\" > {h} && chmod 755 {h}",
+        h = helper.display()
+    ));
+    let err = expect_refusal(out, "0755", "", &lib, &helper);
+    assert!(
+        err.contains(&format!("{} is owned by uid {NOBODY_UID}", bin.display()))
+            && err.contains("save helper"),
+        "{err}"
+    );
+    assert!(after_run(out).is_empty(), "{err}");
 }
 
 #[test]
@@ -242,4 +626,30 @@ fn doctor_names_each_problem_and_its_fix() {
     assert!(text.contains("no libxenguest.so.4.17 in"), "{text}");
     assert!(text.contains("mode 666") && text.contains("0600"), "{text}");
     assert!(text.contains("check(s) failed"), "{text}");
+
+    // The rule `run` applies to what root loads, reported by doctor.
+    let lib = fake_lib_dir(dir.path());
+    chmod(&lib, 0o777);
+    let out = Command::new(BIN)
+        .args(["doctor", "--lib-dir"])
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  refusing the library directory"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} has mode 0777", lib.display())) && text.contains("chmod go-w"),
+        "{text}"
+    );
+    chmod(&lib, 0o755);
+    let out = Command::new(BIN)
+        .args(["doctor", "--lib-dir"])
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok    library directory"), "{text}");
 }

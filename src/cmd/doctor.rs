@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::run::{self, DEFAULT_HELPER, LIB_SONAME};
+use crate::runtime_dir;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -92,7 +93,9 @@ fn built_from(lib_dir: &Path) -> Option<String> {
     Some(first.split('(').nth(1)?.split(')').next()?.to_string())
 }
 
-fn check_library(lib_dir: &Path, helper: &Path) -> Vec<Verdict> {
+/// `trusted`: both passed [`run::check_executed`]'s rule; otherwise ldd,
+/// which loads the library into the helper's loader as root, is not run.
+fn check_library(lib_dir: &Path, helper: &Path, trusted: bool) -> Vec<Verdict> {
     let mut out = Vec::new();
     let installed = dpkg_version("libxenmisc4.17");
     match (&installed, built_from(lib_dir)) {
@@ -110,7 +113,12 @@ fn check_library(lib_dir: &Path, helper: &Path) -> Vec<Verdict> {
             "rebuild with REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release".into(),
         )),
     }
-    if helper.exists() {
+    if helper.exists() && !trusted {
+        out.push(Verdict::Warn(
+            "not running ldd on the helper: others can write what it would load".into(),
+            "fix the paths named above first".into(),
+        ));
+    } else if helper.exists() {
         match Command::new("ldd")
             .arg("-r")
             .arg(helper)
@@ -169,29 +177,55 @@ fn check_fifo(path: &Path) -> Verdict {
     }
 }
 
+/// The rule `run` applies before it starts: nobody but root (or us) can
+/// change what root executes and loads.
+fn check_trusted(what: &str, checked: Result<PathBuf>) -> Verdict {
+    match checked {
+        Ok(path) => Verdict::Ok(format!(
+            "{what} {}: only root can change it and the directories above it",
+            path.display()
+        )),
+        Err(e) => Verdict::Fail(
+            format!("{e:#}"),
+            "`run` refuses this: make every directory on the path root-owned and not \
+             group/other-writable"
+                .into(),
+        ),
+    }
+}
+
 fn check_runtime_dir() -> Verdict {
-    let base = Path::new(run::RUNTIME_BASE);
-    if std::fs::create_dir_all(base).is_ok() {
-        Verdict::Ok(format!("runtime directories go to {}", base.display()))
-    } else {
-        Verdict::Warn(
-            format!(
-                "cannot create {}; runtime directories go to {}",
-                base.display(),
-                std::env::temp_dir().display()
-            ),
-            "run as root on a dom0".into(),
-        )
+    let base = Path::new(runtime_dir::RUNTIME_BASE);
+    match runtime_dir::inspect_base(base) {
+        Ok(true) => Verdict::Ok(format!("runtime directories go to {}", base.display())),
+        Ok(false) => Verdict::Ok(format!(
+            "{} does not exist yet; `run` creates it 0700 (as root; otherwise it uses {})",
+            base.display(),
+            std::env::temp_dir().display()
+        )),
+        Err(e) => Verdict::Fail(
+            format!("{e:#}"),
+            "`run` refuses this base until it is fixed".into(),
+        ),
     }
 }
 
 /// Prints every check; exit code 1 if any failed.
 pub fn run(args: &DoctorArgs) -> Result<i32> {
     let mut verdicts = vec![check_dom0(), check_helper(&args.helper)];
+    let mut helper_trusted = false;
+    if args.helper.exists() {
+        let checked = run::check_helper(&args.helper);
+        helper_trusted = checked.is_ok();
+        verdicts.push(check_trusted("save helper", checked));
+    }
     match run::lib_dir(args.lib_dir.as_deref()) {
         Ok(dir) => {
             verdicts.push(Verdict::Ok(format!("patched library in {}", dir.display())));
-            verdicts.extend(check_library(&dir, &args.helper));
+            let checked = run::check_lib_dir(&dir);
+            let trusted = helper_trusted && checked.is_ok();
+            verdicts.push(check_trusted("library directory", checked));
+            verdicts.extend(check_library(&dir, &args.helper, trusted));
         }
         Err(e) => verdicts.push(Verdict::Fail(
             format!("{e:#}"),

@@ -5,6 +5,11 @@
 //! small wrapper that sets LD_LIBRARY_PATH and the two FIFO paths for that
 //! one process and execs Debian's helper. xl, libxl and every other Xen
 //! tool keep Debian's libraries.
+//!
+//! `run` runs as root, so everything root executes or loads on its behalf
+//! (the library directory and what is in it, the helper) must pass
+//! [`crate::trust`], and the wrapper and FIFOs live in a fresh private
+//! directory ([`crate::runtime_dir`]) that goes on every way out.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,15 +27,13 @@ use super::watch::{consume, print_outcome};
 use crate::disk::DiskArgs;
 use crate::fifo;
 use crate::policy::PolicyArgs;
+use crate::runtime_dir;
+use crate::trust::{self, Leaf};
 
 /// Debian 12's save helper.
 pub const DEFAULT_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
 /// The SONAME file the patched build leaves in its lib directory.
 pub const LIB_SONAME: &str = "libxenguest.so.4.17";
-/// Where runtime directories go when this process may create it (root on
-/// a dom0); elsewhere the temp directory.
-pub const RUNTIME_BASE: &str = "/run/remus-ckpt";
-
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval."
@@ -86,6 +89,54 @@ pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
     }
     dir.canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
+/// What root executes and loads for `run`, each checked by
+/// [`trust::check`] and with symbolic links resolved.
+#[derive(Debug)]
+pub struct Executed {
+    pub lib_dir: PathBuf,
+    pub helper: PathBuf,
+}
+
+/// What a refusal below says about why it matters.
+const EXECUTED: &str = "root would load or execute it";
+
+/// Checks that no unprivileged user can change the library directory,
+/// anything in it (the loader searches all of it), or the helper, nor any
+/// directory above them. `run` refuses to start otherwise; `doctor`
+/// reports it.
+pub fn check_executed(lib_dir: &Path, helper: &Path) -> Result<Executed> {
+    Ok(Executed {
+        lib_dir: check_lib_dir(lib_dir)?,
+        helper: check_helper(helper)?,
+    })
+}
+
+/// The library-directory half of [`check_executed`].
+pub fn check_lib_dir(lib_dir: &Path) -> Result<PathBuf> {
+    let lib_dir = trust::check(lib_dir, Leaf::Private)
+        .with_context(|| format!("refusing the library directory ({EXECUTED})"))?;
+    trust::check(&lib_dir.join(LIB_SONAME), Leaf::Private)
+        .with_context(|| format!("refusing the patched library ({EXECUTED})"))?;
+    let entries = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot list {}", lib_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", lib_dir.display()))?;
+        trust::check(&entry.path(), Leaf::Private).with_context(|| {
+            format!(
+                "refusing a file in the library directory {} ({EXECUTED})",
+                lib_dir.display()
+            )
+        })?;
+    }
+    Ok(lib_dir)
+}
+
+/// The helper half of [`check_executed`].
+pub fn check_helper(helper: &Path) -> Result<PathBuf> {
+    trust::check(helper, Leaf::Private)
+        .with_context(|| format!("refusing the save helper ({EXECUTED})"))
 }
 
 /// Where `remus` sits in an xl command line, and whether it has `-i`.
@@ -149,13 +200,23 @@ fn path_str(p: &Path) -> Result<&str> {
         .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
 }
 
-/// Writes the LIBXL_SAVE_HELPER wrapper into `dir`.
+/// What the save side needs to be steered: the control FIFO, and the
+/// interval its gate falls back to once the controller is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct Steering<'a> {
+    pub control: &'a Path,
+    /// The policy's starting interval (--interval), in ms.
+    pub fallback_ms: u32,
+}
+
+/// Writes the LIBXL_SAVE_HELPER wrapper into `dir`, a fresh private
+/// directory: created exclusively (never through a link), mode exactly 0700.
 pub fn write_wrapper(
     dir: &Path,
     lib_dir: &Path,
     helper: &Path,
     stats: &Path,
-    control: Option<&Path>,
+    steering: Option<Steering>,
 ) -> Result<PathBuf> {
     let path = dir.join("save-helper");
     let mut text = String::from(
@@ -169,10 +230,14 @@ pub fn write_wrapper(
         "REMUS_CKPT_STATS={}\nexport REMUS_CKPT_STATS\n",
         sh_quote(path_str(stats)?)
     );
-    if let Some(control) = control {
+    if let Some(steering) = steering {
         text += &format!(
             "REMUS_CKPT_CONTROL={}\nexport REMUS_CKPT_CONTROL\n",
-            sh_quote(path_str(control)?)
+            sh_quote(path_str(steering.control)?)
+        );
+        text += &format!(
+            "REMUS_CKPT_FALLBACK_MS={}\nexport REMUS_CKPT_FALLBACK_MS\n",
+            steering.fallback_ms
         );
     }
     text += &format!("exec {} \"$@\"\n", sh_quote(path_str(helper)?));
@@ -180,32 +245,23 @@ pub fn write_wrapper(
         .write(true)
         .create_new(true)
         .mode(0o700)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    // The umask may have narrowed the mode (no x bit: no exec).
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot chmod 0700 {}", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
-/// A private runtime directory: under /run/remus-ckpt when we may write
-/// there (root on a dom0), else the temp directory.
-fn runtime_dir() -> Result<tempfile::TempDir> {
-    let base = Path::new(RUNTIME_BASE);
-    let base = if std::fs::create_dir_all(base).is_ok() {
-        base.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("run.")
-        .tempdir_in(&base)
-        .with_context(|| format!("cannot create a runtime directory in {}", base.display()))?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot chmod 0700 {}", dir.path().display()))?;
-    Ok(dir)
-}
-
 /// Runs Remus; returns xl's exit code (128 + signal if it was killed).
+///
+/// Everything made here lives in the runtime directory, removed when `dir`
+/// drops: on a normal exit, when xl fails, on every error return after it
+/// exists, and after SIGINT/SIGTERM/SIGHUP, which are caught (forwarded to
+/// xl once it runs) from before the directory exists.
 pub fn run(args: &RunArgs) -> Result<i32> {
     args.policy.validate()?;
     let xl = parse_xl(&args.command)?;
@@ -216,16 +272,35 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             args.helper.display()
         );
     }
-    let adaptive = args.policy.build()?.is_adaptive();
+    let executed = check_executed(&lib_dir, &args.helper)?;
+    let policy = args.policy.build()?;
+    let adaptive = policy.is_adaptive();
 
-    let dir = runtime_dir()?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+
+    let dir = runtime_dir::create()?;
     let stats = dir.path().join("stats.fifo");
     let control = dir.path().join("control.fifo");
-    fifo::ensure_private_fifo(&stats)?;
-    fifo::ensure_private_fifo(&control)?;
+    fifo::create_private_fifo(&stats)?;
+    fifo::create_private_fifo(&control)?;
     // A fixed policy observes only: stock Remus paces with xl's -i.
-    let steer = adaptive.then_some(control.as_path());
-    let wrapper = write_wrapper(dir.path(), &lib_dir, &args.helper, &stats, steer)?;
+    let steering = adaptive.then(|| Steering {
+        control: &control,
+        fallback_ms: policy.initial_interval_ms(),
+    });
+    let wrapper = write_wrapper(
+        dir.path(),
+        &executed.lib_dir,
+        &executed.helper,
+        &stats,
+        steering,
+    )?;
 
     let mut command = args.command.clone();
     if adaptive && !xl.has_interval {
@@ -240,16 +315,15 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         );
     }
 
+    // A signal before xl starts: nothing to forward it to; stop here.
+    if let Some(sig) = signals.pending().next() {
+        eprintln!("remus-ckpt: signal {sig} before xl started; stopping");
+        return Ok(128 + sig);
+    }
+
     // Signals go to us and are forwarded once: xl runs in its own process
     // group so a terminal's Ctrl-C does not reach it twice.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .context("cannot install signal handlers")?;
-    let signal_handle = signals.handle();
 
     eprintln!(
         "remus-ckpt: running {} (records: {}, CSV: {})",
@@ -288,7 +362,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             args.quiet,
         );
         let stop = Arc::clone(&stop);
-        let control = steer.map(Path::to_path_buf);
+        let control = steering.map(|s| s.control.to_path_buf());
         std::thread::Builder::new()
             .name("consumer".into())
             .spawn(move || consume(&policy, &disk, stats, control, Some(csv), quiet, stop))
@@ -367,18 +441,48 @@ mod tests {
             &lib,
             Path::new("/bin/true"),
             Path::new("/s"),
-            Some(Path::new("/c")),
+            Some(Steering {
+                control: Path::new("/c"),
+                fallback_ms: 250,
+            }),
         )
         .unwrap();
         let text = std::fs::read_to_string(&w).unwrap();
         assert!(text.contains(r"LD_LIBRARY_PATH='"));
         assert!(text.contains(r"it'\''s lib"));
         assert!(text.contains("REMUS_CKPT_CONTROL='/c'"));
+        assert!(text.contains("REMUS_CKPT_FALLBACK_MS=250\nexport REMUS_CKPT_FALLBACK_MS\n"));
         assert!(text.ends_with("exec '/bin/true' \"$@\"\n"));
         let mode = std::fs::metadata(&w).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         // The wrapper really runs and passes arguments through.
         let out = Command::new(&w).arg("x").status().unwrap();
         assert!(out.success());
+        // Created exclusively: a second wrapper in the same place is refused.
+        assert!(write_wrapper(
+            dir.path(),
+            &lib,
+            Path::new("/bin/true"),
+            Path::new("/s"),
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn observing_only_sets_no_control_and_no_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = write_wrapper(
+            dir.path(),
+            Path::new("/l"),
+            Path::new("/bin/true"),
+            Path::new("/s"),
+            None,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&w).unwrap();
+        assert!(text.contains("REMUS_CKPT_STATS='/s'"));
+        assert!(!text.contains("REMUS_CKPT_CONTROL"), "{text}");
+        assert!(!text.contains("REMUS_CKPT_FALLBACK_MS"), "{text}");
     }
 }
