@@ -82,6 +82,10 @@ struct remus_ckpt {
 
     struct remus_ckpt_record cur;
     struct remus_ckpt_record last;   /* valid once seq > 0 */
+
+    /* Running dirty count from the save code (remus_ckpt_set_probe()). */
+    remus_ckpt_probe_fn *probe;      /* NULL: none */
+    void *probe_arg;
 };
 
 /* ------------------------------------------------------------------ */
@@ -1016,4 +1020,18 @@ int remus_ckpt_last(const struct remus_ckpt *rc,
 
     *out = rc->last;
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dirty-count probe                                                   */
+/* ------------------------------------------------------------------ */
+
+void remus_ckpt_set_probe(struct remus_ckpt *rc, remus_ckpt_probe_fn *probe,
+                          void *arg)
+{
+    if ( !rc )
+        return;
+
+    rc->probe = probe;
+    rc->probe_arg = probe ? arg : NULL;
 }

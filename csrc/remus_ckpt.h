@@ -10,6 +10,7 @@
  * Life cycle, per saved domain (one struct remus_ckpt per save context):
  *
  *   rc = remus_ckpt_open(domid, stream, page_size);  NULL: unconfigured
+ *   remus_ckpt_set_probe(rc, probe, arg)  how to read the running dirty count
  *   per checkpoint:
  *     remus_ckpt_gate(rc, live)           just before suspending the guest
  *     remus_ckpt_mark(rc, SUSPENDED)      guest is paused
@@ -143,6 +144,22 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
  * Pure function.
  */
 unsigned int remus_ckpt_parse_control(const char *line, size_t len);
+
+/*
+ * Pages dirtied since the last log-dirty CLEAN; 0 on success, -1 on error.
+ * Supplied by the save code (a log-dirty PEEK with no bitmap), so that
+ * remus_ckpt can see the running checkpoint's dirty count without a
+ * dependency on libxenctrl.  Must not block for long: one hypercall.
+ */
+typedef int remus_ckpt_probe_fn(void *arg, uint64_t *dirty_pages);
+
+/*
+ * Install the probe, called by the Xen hook right after remus_ckpt_open().
+ * arg is passed to every call and must stay valid until remus_ckpt_close().
+ * probe NULL: no probe.  rc NULL: no-op.
+ */
+void remus_ckpt_set_probe(struct remus_ckpt *rc, remus_ckpt_probe_fn *probe,
+                          void *arg);
 
 /* Copy of the last completed record, for tests; 0 on success, -1 if none. */
 int remus_ckpt_last(const struct remus_ckpt *rc,
