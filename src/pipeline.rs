@@ -891,26 +891,36 @@ mod tests {
 
     #[test]
     fn a_csv_error_is_reported_and_control_goes_on() {
-        // Before: the sink thread died silently at its first flush and the
-        // error only came out at exit.
+        // Before: the sink thread died silently at its first failed write
+        // and run() only failed at the end. The CSV here is a FIFO whose
+        // reader takes the header and goes away: the next flush fails.
         let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("gone.csv");
+        crate::fifo::ensure_private_fifo(&csv).unwrap();
+        let csv_reader = crate::fifo::open_reader(&csv).unwrap();
         let control = dir.path().join("control");
         crate::fifo::ensure_private_fifo(&control).unwrap();
         let mut reader = crate::fifo::open_reader(&control).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
+        let consumer = std::thread::spawn({
+            let csv = csv.clone();
+            move || run(cfg_with(Some(csv), Some(control)), rx)
+        });
+        // The header is in the pipe once create() returned; wait for it.
+        let start = std::time::Instant::now();
+        while crate::fifo::poll_readable(&csv_reader, 100).unwrap() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "no CSV header");
+        }
+        drop(csv_reader);
         // 32 MiB each: above Lmax, the interval halves down to tmin.
         for seq in 0..10 {
             tx.send(rec(seq, 1000 + seq * 200, 32 << 20, 0)).unwrap();
         }
         drop(tx);
-        let outcome = run(
-            cfg_with(Some(PathBuf::from("/dev/full")), Some(control)),
-            rx,
-        )
-        .unwrap();
+        let outcome = consumer.join().unwrap().unwrap();
         let error = outcome.csv_error.expect("the error is in the outcome");
         assert!(
-            error.contains("/dev/full") && error.contains("No space left"),
+            error.contains("gone.csv") && error.contains("Broken pipe"),
             "{error}"
         );
         assert_eq!(outcome.checkpoints, 9);
