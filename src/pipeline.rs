@@ -377,7 +377,8 @@ fn control_loop(
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut warnings = Warnings::new();
-    let mut stalled = false;
+    // Some(shown) while no record came for a while.
+    let mut stalled: Option<bool> = None;
     let mut prev_seq = None;
     loop {
         let stall_after = stall_timeout(cfg.controller.wanted_ms);
@@ -389,23 +390,24 @@ fn control_loop(
         let rec = match received {
             Ok(rec) => rec,
             Err(RecvTimeoutError::Timeout) => {
-                if !stalled && outcome.checkpoints > 0 {
-                    stalled = true;
-                    notes.send_opt(warnings.stalls.note(now, || {
+                if stalled.is_none() && outcome.checkpoints > 0 {
+                    let note = warnings.stalls.note(now, || {
                         format!(
                             "remus-ckpt: warning: no checkpoint record for {:.1}s (interval {}ms): \
                              is Remus still running?",
                             stall_after.as_secs_f64(),
                             cfg.controller.wanted_ms
                         )
-                    }));
+                    });
+                    // "Flow again" only follows a stall warning shown.
+                    stalled = Some(note.is_some());
+                    notes.send_opt(note);
                 }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if stalled {
-            stalled = false;
+        if stalled.take() == Some(true) {
             notes.send("remus-ckpt: records flow again".into());
         }
         let disk = cfg
