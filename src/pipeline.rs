@@ -1,21 +1,55 @@
 //! The consumer: record -> size -> policy -> sinks.
 //!
 //! [`Controller`] is the synchronous heart (used as is by the fast
-//! simulator); [`run`] puts it on threads joined by channels so that a
-//! slow disk under the CSV never delays the control line going back to
-//! the save side:
+//! simulator); [`run`] puts it on threads joined by bounded channels so
+//! that a slow disk under the CSV never delays the control line going back
+//! to the save side:
 //!
 //! ```text
 //! source thread --Record--> controller --interval--> control thread -> FIFO
-//!                                      \--Row/note--> sink thread -> CSV, status
+//!                                      \--Row-----> CSV thread -> file
+//!                                      \--Row/note-> status thread -> stderr
 //! ```
+//!
+//! Every channel is bounded, and the controller never waits on a sink:
+//!
+//! - records (source -> controller, bounded by the caller): back-pressure.
+//!   A controller that falls behind makes the reader wait, the FIFO fill,
+//!   and the save side drop records, which it counts (`dropped`) and which
+//!   show here as a gap; the save side itself never waits.
+//! - intervals (controller -> control thread): one slot, newest wins. Only
+//!   the newest decision matters, so an older one still waiting is replaced.
+//! - rows (controller -> CSV thread): [`CSV_QUEUE_ROWS`]. When the CSV
+//!   destination is so slow that the queue is full, the row is dropped and
+//!   counted, with a rate-limited warning, and the count is in the final
+//!   outcome line ([`Outcome::csv_rows_dropped`]). Waiting instead would
+//!   stall the controller and with it the control path.
+//! - status (controller, control and CSV threads -> status thread):
+//!   [`STATUS_QUEUE`]. A status update that does not fit is skipped (the
+//!   line is redrawn at most 10 times a second anyway; its counts come from
+//!   the controller); a warning that does not fit is counted
+//!   ([`Outcome::notes_dropped`]).
+//!
+//! A CSV write error (a full disk, `/dev/full`) is reported once when it
+//! happens; CSV writing stops, control goes on, and the outcome carries
+//! the error ([`Outcome::csv_error`]) so the command can fail at the end.
+//!
+//! Every number in a record is untrusted: the controller does no
+//! arithmetic on one that can overflow. A sequence number that goes
+//! backwards or jumps by more than [`MAX_SEQ_JUMP`] starts a new save
+//! (time starts again) instead of counting billions of lost records, and a
+//! row after missing records or a stall is marked (`gap`) and not fed to
+//! the policy: its period is not one interval, so the policy step is
+//! skipped and the interval kept.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::disk::{DiskDelta, DiskMeter};
 use crate::policy::{Observation, Policy};
@@ -24,7 +58,16 @@ use crate::row::Row;
 use crate::sink::control::{ControlWriter, Delivery};
 use crate::sink::csv::CsvSink;
 use crate::sink::status::StatusLine;
+use crate::sink::warn::RateLimit;
 use crate::size::{CheckpointSize, SizeMetric};
+
+/// Largest believable step in `seq` (or rise in `dropped`) from one record
+/// to the next; beyond it the record starts a new save.
+pub const MAX_SEQ_JUMP: u64 = 1_000_000;
+/// Rows waiting for the CSV thread before rows are dropped (and counted).
+pub const CSV_QUEUE_ROWS: usize = 1024;
+/// Updates and warnings waiting for the status thread.
+pub const STATUS_QUEUE: usize = 256;
 
 /// What the controller made of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +75,12 @@ pub struct Step {
     pub row: Row,
     /// Interval to command now, when it differs from what the save side has.
     pub command_ms: Option<u32>,
-    /// Records missing between the previous record and this one.
+    /// Records missing between the previous record and this one (a
+    /// sequence jump, or the save side's `dropped` rising).
     pub gap: u64,
+    /// The record began a new save (seq backwards, repeated, or an
+    /// unbelievable jump): nothing is counted missing, time starts again.
+    pub new_save: bool,
 }
 
 /// Sizes records and runs the policy on them.
@@ -43,6 +90,10 @@ pub struct Controller {
     t0_ns: Option<u64>,
     prev_suspend_ns: Option<u64>,
     prev_seq: Option<u64>,
+    /// The save side's `dropped` in the previous record of this save.
+    prev_dropped: u64,
+    /// How long the previous checkpoint itself took, ns.
+    prev_checkpoint_ns: u64,
     /// The interval we want the save side to have.
     wanted_ms: u32,
 }
@@ -56,6 +107,8 @@ impl Controller {
             t0_ns: None,
             prev_suspend_ns: None,
             prev_seq: None,
+            prev_dropped: 0,
+            prev_checkpoint_ns: 0,
             wanted_ms,
         }
     }
@@ -66,15 +119,31 @@ impl Controller {
     }
 
     pub fn on_record(&mut self, rec: &Record, disk: DiskDelta) -> Step {
-        let gap = match self.prev_seq {
-            Some(prev) if rec.seq > prev + 1 => rec.seq - prev - 1,
-            _ => 0,
+        // No arithmetic on record numbers that can overflow: seq, dropped
+        // and timestamps are whatever the line said.
+        let (missing, new_save) = match self.prev_seq {
+            None => (0, false),
+            Some(prev) => match rec.seq.checked_sub(prev) {
+                Some(step @ 1..=MAX_SEQ_JUMP) => (step - 1, false),
+                // Backwards, repeated, or a jump no save side makes: a new
+                // save (the helper restarted), and time starts again.
+                _ => (0, true),
+            },
         };
-        if self.prev_seq.is_some_and(|prev| rec.seq <= prev) {
-            // A new save (the helper restarted): time starts again.
+        if new_save {
             self.prev_suspend_ns = None;
+            self.prev_dropped = 0;
         }
         self.prev_seq = Some(rec.seq);
+        // `dropped` is cumulative per save; a fall or an unbelievable rise
+        // counts nothing.
+        let dropped_rise = rec
+            .dropped
+            .checked_sub(self.prev_dropped)
+            .filter(|rise| *rise <= MAX_SEQ_JUMP)
+            .unwrap_or(0);
+        self.prev_dropped = rec.dropped;
+        let gap = missing.max(dropped_rise);
 
         let t0 = *self.t0_ns.get_or_insert(rec.t_suspend_ns);
         let period_ms = match self.prev_suspend_ns {
@@ -82,14 +151,28 @@ impl Controller {
             _ => 0.0,
         };
         self.prev_suspend_ns = Some(rec.t_suspend_ns);
+        // A period far beyond the interval and the previous checkpoint's
+        // own duration is a stall (of the save side, or of this consumer
+        // while records waited), not one interval.
+        let paced_ms = rec.interval_ms.max(self.wanted_ms);
+        let stall_ms =
+            stall_timeout(paced_ms).as_secs_f64() * 1e3 + self.prev_checkpoint_ns as f64 / 1e6;
+        let stall = period_ms > stall_ms;
+        self.prev_checkpoint_ns = rec.checkpoint_ns();
+        let row_gap = if gap > 0 { gap } else { u64::from(stall) };
 
         let size = CheckpointSize::of(rec, disk.disk_bytes);
         let size_bytes = size.metric_bytes(self.metric);
-        let next = self.policy.next_interval_ms(&Observation {
-            size_bytes,
-            period_ms,
-            live: rec.live,
-        });
+        let next = if row_gap > 0 {
+            // Not a normal period: keep the interval, skip the policy step.
+            self.wanted_ms
+        } else {
+            self.policy.next_interval_ms(&Observation {
+                size_bytes,
+                period_ms,
+                live: rec.live,
+            })
+        };
         // Command when the decision changed, or when the save side does not
         // have what we want (it restarted, or a line was lost).
         let command_ms = (next != self.wanted_ms || rec.cmd_interval_ms != next).then_some(next);
@@ -114,11 +197,13 @@ impl Controller {
             next_interval_ms: u64::from(next),
             drbd_deferred: disk.drbd_deferred,
             drbd_checkpoints: disk.drbd_checkpoints,
+            gap: row_gap,
         };
         Step {
             row,
             command_ms,
             gap,
+            new_save,
         }
     }
 }
@@ -146,38 +231,91 @@ pub struct Outcome {
     pub control_lines: u64,
     /// Whether an interval never reached the save side.
     pub control_pending: bool,
+    /// Rows left out of the CSV because its destination was too slow.
+    pub csv_rows_dropped: u64,
+    /// The CSV write error that stopped CSV writing, if one did.
+    pub csv_error: Option<String>,
+    /// Warnings not shown because stderr was not keeping up.
+    pub notes_dropped: u64,
 }
 
-enum SinkMsg {
-    Row(Row),
+enum StatusMsg {
+    Row {
+        row: Row,
+        checkpoints: u64,
+        over_lmax: u64,
+    },
     Note(String),
+}
+
+/// The way every thread hands a warning to the status thread without ever
+/// waiting on it: a warning that does not fit is counted.
+#[derive(Clone)]
+struct Notes {
+    tx: Sender<StatusMsg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Notes {
+    fn send(&self, text: String) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(StatusMsg::Note(text)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send_opt(&self, text: Option<String>) {
+        if let Some(text) = text {
+            self.send(text);
+        }
+    }
+}
+
+/// What the CSV thread did.
+struct CsvReport {
+    error: Option<String>,
 }
 
 /// Runs the consumer until `records` closes, then drains and joins.
 pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
-    let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
-    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<u32>();
+    let (status_tx, status_rx) = crossbeam_channel::bounded::<StatusMsg>(STATUS_QUEUE);
+    let (csv_tx, csv_rx) = crossbeam_channel::bounded::<Row>(CSV_QUEUE_ROWS);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<u32>(1);
+    let notes = Notes {
+        tx: status_tx.clone(),
+        dropped: Arc::new(AtomicU64::new(0)),
+    };
 
+    let csv_path = cfg.csv.clone();
+    let csv = match &csv_path {
+        Some(path) => Some(spawn_csv(CsvSink::create(path)?, csv_rx, notes.clone())?),
+        None => None,
+    };
+    let status = spawn_status(cfg.quiet, status_rx)?;
     let initial_ms = cfg.controller.initial_interval_ms();
     let control = match cfg.control.clone() {
         Some(path) => {
-            let _ = ctl_tx.send(initial_ms);
-            Some(spawn_control(path, ctl_rx, sink_tx.clone())?)
+            command(&ctl_tx, &ctl_rx, initial_ms);
+            Some(spawn_control(path, ctl_rx.clone(), notes.clone())?)
         }
         None => None,
     };
-    let sink = spawn_sink(cfg.csv.clone(), cfg.lmax_bytes, cfg.quiet, sink_rx)?;
 
-    let mut outcome = control_loop(cfg, &records, &ctl_tx, &sink_tx);
-    drop(ctl_tx);
-    drop(sink_tx);
+    let mut outcome = control_loop(cfg, &records, &ctl_tx, &ctl_rx, &csv_tx, &status_tx, &notes);
+    drop((ctl_tx, ctl_rx, csv_tx, status_tx));
 
-    if let Some(handle) = control {
-        let (lines, pending) = join(handle, "control")??;
+    let control_result = control.map(|handle| join(handle, "control"));
+    let csv_report = csv.map(|handle| join(handle, "CSV"));
+    drop(notes.tx);
+    join(status, "status")?;
+    if let Some(report) = csv_report {
+        outcome.csv_error = report?.error;
+    }
+    outcome.notes_dropped = notes.dropped.load(Ordering::Relaxed);
+    if let Some(result) = control_result {
+        let (lines, pending) = result??;
         outcome.control_lines = lines;
         outcome.control_pending = pending;
     }
-    join(sink, "sink")??;
     Ok(outcome)
 }
 
@@ -187,36 +325,90 @@ fn join<T>(handle: JoinHandle<T>, name: &str) -> Result<T> {
         .map_err(|_| anyhow!("the {name} thread panicked"))
 }
 
+/// Hands `ms` to the control thread without waiting: the slot holds one
+/// interval, and a newer one replaces an older one still there.
+fn command(ctl_tx: &Sender<u32>, ctl_rx: &Receiver<u32>, ms: u32) {
+    loop {
+        match ctl_tx.try_send(ms) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(_)) => {
+                let _ = ctl_rx.try_recv();
+            }
+        }
+    }
+}
+
+/// The controller's repeated warnings, each kind rate-limited.
+struct Warnings {
+    gaps: RateLimit,
+    new_saves: RateLimit,
+    stalls: RateLimit,
+    csv_drops: RateLimit,
+}
+
+impl Warnings {
+    fn new() -> Self {
+        Warnings {
+            gaps: RateLimit::new("gaps"),
+            new_saves: RateLimit::new("new saves"),
+            stalls: RateLimit::new("stalls"),
+            csv_drops: RateLimit::new("CSV rows dropped"),
+        }
+    }
+
+    fn each(&mut self) -> [&mut RateLimit; 4] {
+        [
+            &mut self.gaps,
+            &mut self.new_saves,
+            &mut self.stalls,
+            &mut self.csv_drops,
+        ]
+    }
+}
+
 fn control_loop(
     mut cfg: Config,
     records: &Receiver<Record>,
     ctl_tx: &Sender<u32>,
-    sink_tx: &Sender<SinkMsg>,
+    ctl_rx: &Receiver<u32>,
+    csv_tx: &Sender<Row>,
+    status_tx: &Sender<StatusMsg>,
+    notes: &Notes,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut stalled = false;
-    let mut last_dropped = 0;
+    let mut warnings = Warnings::new();
+    // Some(shown) while no record came for a while.
+    let mut stalled: Option<bool> = None;
+    let mut prev_seq = None;
     loop {
         let stall_after = stall_timeout(cfg.controller.wanted_ms);
-        let rec = match records.recv_timeout(stall_after) {
+        let received = records.recv_timeout(stall_after);
+        let now = Instant::now();
+        for limit in warnings.each() {
+            notes.send_opt(limit.tick(now));
+        }
+        let rec = match received {
             Ok(rec) => rec,
             Err(RecvTimeoutError::Timeout) => {
-                if !stalled && outcome.checkpoints > 0 {
-                    stalled = true;
-                    let _ = sink_tx.send(SinkMsg::Note(format!(
-                        "remus-ckpt: warning: no checkpoint record for {:.1}s (interval {}ms): \
-                         is Remus still running?",
-                        stall_after.as_secs_f64(),
-                        cfg.controller.wanted_ms
-                    )));
+                if stalled.is_none() && outcome.checkpoints > 0 {
+                    let note = warnings.stalls.note(now, || {
+                        format!(
+                            "remus-ckpt: warning: no checkpoint record for {:.1}s (interval {}ms): \
+                             is Remus still running?",
+                            stall_after.as_secs_f64(),
+                            cfg.controller.wanted_ms
+                        )
+                    });
+                    // "Flow again" only follows a stall warning shown.
+                    stalled = Some(note.is_some());
+                    notes.send_opt(note);
                 }
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => return outcome,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
-        if stalled {
-            stalled = false;
-            let _ = sink_tx.send(SinkMsg::Note("remus-ckpt: records flow again".into()));
+        if stalled.take() == Some(true) {
+            notes.send("remus-ckpt: records flow again".into());
         }
         let disk = cfg
             .disk
@@ -225,24 +417,58 @@ fn control_loop(
             .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
         if let Some(ms) = step.command_ms {
-            let _ = ctl_tx.send(ms);
+            command(ctl_tx, ctl_rx, ms);
         }
+        if step.new_save {
+            if let Some(prev) = prev_seq {
+                notes.send_opt(warnings.new_saves.note(now, || {
+                    format!(
+                        "remus-ckpt: seq {} after seq {prev}: taken as a new save \
+                         (nothing counted lost, time starts again)",
+                        rec.seq
+                    )
+                }));
+            }
+        }
+        prev_seq = Some(rec.seq);
         if step.gap > 0 {
-            let _ = sink_tx.send(SinkMsg::Note(format!(
-                "remus-ckpt: {} record(s) missing before seq {} (save side reports {} dropped)",
-                step.gap, rec.seq, rec.dropped
-            )));
+            notes.send_opt(warnings.gaps.note(now, || {
+                format!(
+                    "remus-ckpt: {} record(s) missing before seq {} (save side reports {} dropped)",
+                    step.gap, rec.seq, rec.dropped
+                )
+            }));
         }
-        outcome.lost += step.gap.max(rec.dropped.saturating_sub(last_dropped));
-        last_dropped = rec.dropped;
+        outcome.lost = outcome.lost.saturating_add(step.gap);
         if !rec.live {
             outcome.checkpoints += 1;
             if step.row.size_bytes > cfg.lmax_bytes {
                 outcome.over_lmax += 1;
             }
         }
-        let _ = sink_tx.send(SinkMsg::Row(step.row));
+        if cfg.csv.is_some() {
+            if let Err(TrySendError::Full(row)) = csv_tx.try_send(step.row.clone()) {
+                outcome.csv_rows_dropped += 1;
+                notes.send_opt(warnings.csv_drops.note(now, || {
+                    format!(
+                        "remus-ckpt: warning: the CSV is not keeping up ({CSV_QUEUE_ROWS} rows \
+                         waiting): row seq {} dropped (counted; the total is in the last line)",
+                        row.seq
+                    )
+                }));
+            }
+        }
+        // Best effort: a status update that does not fit is skipped.
+        let _ = status_tx.try_send(StatusMsg::Row {
+            row: step.row,
+            checkpoints: outcome.checkpoints,
+            over_lmax: outcome.over_lmax,
+        });
     }
+    for limit in warnings.each() {
+        notes.send_opt(limit.flush());
+    }
+    outcome
 }
 
 /// No record for this long is worth a warning: several intervals, and
@@ -254,7 +480,7 @@ fn stall_timeout(interval_ms: u32) -> Duration {
 fn spawn_control(
     path: PathBuf,
     rx: Receiver<u32>,
-    notes: Sender<SinkMsg>,
+    notes: Notes,
 ) -> Result<JoinHandle<Result<(u64, bool)>>> {
     std::thread::Builder::new()
         .name("control".into())
@@ -271,11 +497,11 @@ fn spawn_control(
                     Err(RecvTimeoutError::Timeout) => {
                         if writer.flush()? == Delivery::Pending && !warned {
                             warned = true;
-                            let _ = notes.send(SinkMsg::Note(format!(
+                            notes.send(format!(
                                 "remus-ckpt: waiting for the save side to open {} \
                                  (it does at its first checkpoint)",
                                 path.display()
-                            )));
+                            ));
                         }
                     }
                     Err(RecvTimeoutError::Disconnected) => {
@@ -288,42 +514,74 @@ fn spawn_control(
         .context("cannot start the control thread")
 }
 
-fn spawn_sink(
-    csv: Option<PathBuf>,
-    lmax_bytes: u64,
-    quiet: bool,
-    rx: Receiver<SinkMsg>,
-) -> Result<JoinHandle<Result<()>>> {
-    let mut csv = csv.map(|p| CsvSink::create(&p)).transpose()?;
+/// Writes rows to the CSV. The first error is reported when it happens,
+/// and writing stops (rows still coming are taken and counted, so the
+/// controller never finds the queue full because of a dead file).
+fn spawn_csv(mut sink: CsvSink, rx: Receiver<Row>, notes: Notes) -> Result<JoinHandle<CsvReport>> {
     std::thread::Builder::new()
-        .name("sink".into())
+        .name("csv".into())
         .spawn(move || {
-            let mut status = StatusLine::new(lmax_bytes, quiet);
-            for msg in &rx {
-                match msg {
-                    SinkMsg::Row(row) => {
-                        if let Some(csv) = &mut csv {
-                            csv.write(&row)?;
-                        }
-                        status.update(&row);
-                    }
-                    SinkMsg::Note(text) => status.message(&text),
+            let mut error: Option<anyhow::Error> = None;
+            // The last row known to be in the file (flushed).
+            let mut on_disk_seq: Option<u64> = None;
+            for row in &rx {
+                if error.is_some() {
+                    continue;
                 }
                 // Rows reach the file as soon as none is waiting: each one
                 // is on disk within a checkpoint, and a burst is one write.
-                if rx.is_empty() {
-                    if let Some(csv) = &mut csv {
-                        csv.flush()?;
+                let flush = rx.is_empty();
+                let result = sink
+                    .write(&row)
+                    .and_then(|()| if flush { sink.flush() } else { Ok(()) });
+                match result {
+                    Ok(()) if flush => on_disk_seq = Some(row.seq),
+                    Ok(()) => {}
+                    Err(e) => {
+                        notes.send(format!(
+                            "remus-ckpt: error: {e:#}; CSV writing stopped (control goes on)"
+                        ));
+                        error = Some(e);
                     }
                 }
             }
-            status.finish();
-            if let Some(csv) = csv {
-                csv.finish()?;
+            if error.is_none() {
+                if let Err(e) = sink.finish() {
+                    notes.send(format!("remus-ckpt: error: {e:#}"));
+                    error = Some(e);
+                }
             }
-            Ok(())
+            CsvReport {
+                error: error.map(|e| match on_disk_seq {
+                    Some(seq) => {
+                        format!("{e:#} (the CSV ends at seq {seq}; later rows are missing)")
+                    }
+                    None => format!("{e:#} (no row reached the CSV)"),
+                }),
+            }
         })
-        .context("cannot start the sink thread")
+        .context("cannot start the CSV thread")
+}
+
+/// The status line and every warning, on stderr.
+fn spawn_status(quiet: bool, rx: Receiver<StatusMsg>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("status".into())
+        .spawn(move || {
+            let mut status = StatusLine::new(quiet);
+            for msg in &rx {
+                match msg {
+                    StatusMsg::Row {
+                        row,
+                        checkpoints,
+                        over_lmax,
+                    } => status.update(&row, checkpoints, over_lmax),
+                    StatusMsg::Note(text) => status.message(&text),
+                }
+            }
+            status.finish();
+        })
+        .context("cannot start the status thread")
 }
 
 #[cfg(test)]
@@ -365,5 +623,316 @@ mod tests {
         let s2 = c.on_record(&rec(3, 1300, 8 << 20, 100), DiskDelta::default());
         assert_eq!(s2.gap, 1);
         assert_eq!(s2.command_ms, None, "inside the band, already commanded");
+    }
+
+    fn controller() -> Controller {
+        Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Wire)
+    }
+
+    fn step(c: &mut Controller, rec: &Record) -> Step {
+        c.on_record(rec, DiskDelta::default())
+    }
+
+    #[test]
+    fn seq_that_wraps_or_jumps_starts_a_new_save() {
+        // Before: `prev + 1` overflowed on seq u64::MAX (a panic in debug,
+        // u64::MAX - 1 "missing" records in release).
+        let mut c = controller();
+        step(&mut c, &rec(u64::MAX, 1000, 1 << 20, 200));
+        let s = step(&mut c, &rec(0, 1200, 1 << 20, 200));
+        assert!(s.new_save);
+        assert_eq!((s.gap, s.row.gap, s.row.period_ms), (0, 0, 0.0));
+        let s = step(&mut c, &rec(u64::MAX, 1400, 1 << 20, 200));
+        assert!(
+            s.new_save,
+            "a jump to u64::MAX is no save side's next record"
+        );
+        assert_eq!(s.gap, 0);
+        // Backwards by one, and forward by more than MAX_SEQ_JUMP.
+        assert!(step(&mut c, &rec(u64::MAX - 1, 1600, 1 << 20, 200)).new_save);
+        step(&mut c, &rec(5, 1800, 1 << 20, 200));
+        let s = step(&mut c, &rec(6 + MAX_SEQ_JUMP, 2000, 1 << 20, 200));
+        assert!(s.new_save);
+        assert_eq!(s.gap, 0);
+        // The largest believable jump is counted, not taken as a new save.
+        let s = step(&mut c, &rec(6 + 2 * MAX_SEQ_JUMP, 2200, 1 << 20, 200));
+        assert!(!s.new_save);
+        assert_eq!(s.gap, MAX_SEQ_JUMP - 1);
+    }
+
+    #[test]
+    fn timestamps_in_any_order_never_overflow() {
+        let mut c = controller();
+        let mut r = rec(1, 0, 1 << 20, 200);
+        r.t_suspend_ns = u64::MAX;
+        r.t_suspended_ns = 1;
+        r.t_resumed_ns = 0;
+        r.t_done_ns = 2;
+        let s = step(&mut c, &r);
+        assert_eq!((s.row.pause_ms, s.row.checkpoint_ms), (0.0, 0.0));
+        r.seq = 2;
+        r.t_suspend_ns = 0;
+        r.t_suspended_ns = u64::MAX;
+        r.t_resumed_ns = u64::MAX;
+        r.t_done_ns = u64::MAX;
+        let s = step(&mut c, &r);
+        assert_eq!(
+            (s.row.t_s, s.row.period_ms),
+            (0.0, 0.0),
+            "time went backwards"
+        );
+        r.seq = 3;
+        r.t_suspend_ns = u64::MAX;
+        let s = step(&mut c, &r);
+        assert!(s.row.period_ms.is_finite() && s.row.period_ms > 0.0);
+        assert_eq!(s.row.gap, 1, "an 18e9 s period is a stall, not an interval");
+    }
+
+    #[test]
+    fn dropped_is_counted_only_when_believable() {
+        let mut c = controller();
+        let mut r = rec(1, 1000, 1 << 20, 200);
+        r.dropped = u64::MAX;
+        assert_eq!(
+            step(&mut c, &r).gap,
+            0,
+            "u64::MAX lost records is not believed"
+        );
+        r.seq = 2;
+        r.dropped = 5;
+        assert_eq!(step(&mut c, &r).gap, 0, "dropped fell: nothing counted");
+        r.seq = 3;
+        r.dropped = 12;
+        let s = step(&mut c, &r);
+        assert_eq!((s.gap, s.row.gap), (7, 7));
+        r.seq = 4;
+        r.dropped = 12 + MAX_SEQ_JUMP;
+        assert_eq!(step(&mut c, &r).gap, MAX_SEQ_JUMP);
+    }
+
+    #[test]
+    fn sizes_saturate() {
+        let mut c = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Total);
+        let mut r = rec(1, 1000, 0, 200);
+        r.dirty_pages = u64::MAX;
+        r.page_size = u32::MAX;
+        r.bytes_sent = u64::MAX;
+        let disk = DiskDelta {
+            disk_bytes: u64::MAX,
+            ..DiskDelta::default()
+        };
+        let s = c.on_record(&r, disk);
+        assert_eq!((s.row.size_bytes, s.row.memory_bytes), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn hostile_records_through_the_threads_count_sanely() {
+        // Every field at its extremes, through run(): no panic (before:
+        // overflow in `prev + 1` and in `outcome.lost +=`), and the lost
+        // count stays within what MAX_SEQ_JUMP allows per record.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let records = [
+            (u64::MAX, u64::MAX),
+            (0, 0),
+            (u64::MAX, u64::MAX),
+            (1, 3),
+            (3, u64::MAX),
+            (4, 0),
+        ];
+        for (i, (seq, dropped)) in records.into_iter().enumerate() {
+            let mut r = rec(seq, 1000 + 200 * i as u64, u64::MAX, u32::MAX);
+            r.dropped = dropped;
+            r.t_done_ns = u64::MAX;
+            tx.send(r).unwrap();
+        }
+        drop(tx);
+        let cfg = Config {
+            controller: controller(),
+            lmax_bytes: 16 << 20,
+            csv: None,
+            control: None,
+            disk: None,
+            quiet: true,
+        };
+        let outcome = run(cfg, rx).unwrap();
+        // seq 1 after u64::MAX: new save, dropped 3 from 0 → 3;
+        // seq 3 after 1: one missing (dropped u64::MAX not believed).
+        assert_eq!(outcome.lost, 4);
+        assert_eq!(outcome.checkpoints, 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_records_never_panic(
+            fields in proptest::collection::vec(proptest::prelude::any::<[u64; 8]>(), 1..40)
+        ) {
+            let mut c = controller();
+            for f in fields {
+                let r = Record {
+                    seq: f[0], dropped: f[1], t_suspend_ns: f[2], t_suspended_ns: f[3],
+                    t_resumed_ns: f[4], t_done_ns: f[5], dirty_pages: f[6], bytes_sent: f[7],
+                    page_size: f[6] as u32 | 1, interval_ms: f[7] as u32,
+                    cmd_interval_ms: f[3] as u32, gate_wait_ns: f[4], ..Record::default()
+                };
+                let s = c.on_record(&r, DiskDelta { disk_bytes: f[5], ..DiskDelta::default() });
+                proptest::prop_assert!(s.gap <= MAX_SEQ_JUMP);
+                proptest::prop_assert!(s.row.period_ms.is_finite() && s.row.period_ms >= 0.0);
+                proptest::prop_assert!(s.row.t_s.is_finite() && s.row.t_s >= 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_gap_or_stall_is_marked_and_not_fed_to_the_policy() {
+        // Threshold policy, Lmax 16 MiB: every 32 MiB checkpoint halves.
+        let mut c = controller();
+        step(&mut c, &rec(0, 0, 100 << 20, 0));
+        let s = step(&mut c, &rec(1, 200, 32 << 20, 200));
+        assert_eq!((s.row.gap, s.row.next_interval_ms), (0, 100));
+        // A 26 s period after a consumer stall (before: fed to the policy
+        // as a real checkpoint). Marked, and the interval is kept.
+        let s = step(&mut c, &rec(2, 26_200, 32 << 20, 100));
+        assert_eq!(
+            s.row.period_ms, 26_000.0,
+            "the period itself is written as seen"
+        );
+        assert_eq!((s.row.gap, s.gap), (1, 0), "a stall, no record missing");
+        assert_eq!((s.row.next_interval_ms, s.command_ms), (100, None));
+        // Missing records: marked with their count, policy skipped.
+        let s = step(&mut c, &rec(5, 26_500, 32 << 20, 100));
+        assert_eq!(
+            (s.row.gap, s.row.next_interval_ms, s.command_ms),
+            (2, 100, None)
+        );
+        // The next normal checkpoint is fed again.
+        let s = step(&mut c, &rec(6, 26_600, 32 << 20, 100));
+        assert_eq!(
+            (s.row.gap, s.row.next_interval_ms, s.command_ms),
+            (0, 50, Some(50))
+        );
+        // A period long only because the previous checkpoint itself took
+        // long (a big guest) is not a stall.
+        let mut slow = rec(7, 26_650, 32 << 20, 50);
+        slow.t_done_ns = slow.t_suspend_ns + 3_000_000_000;
+        step(&mut c, &slow);
+        let s = step(&mut c, &rec(8, 26_650 + 3_100, 32 << 20, 25));
+        assert_eq!(s.row.gap, 0);
+    }
+
+    fn cfg_with(csv: Option<PathBuf>, control: Option<PathBuf>) -> Config {
+        Config {
+            controller: controller(),
+            lmax_bytes: 16 << 20,
+            csv,
+            control,
+            disk: None,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn a_csv_that_blocks_costs_counted_rows_not_memory_or_control() {
+        // The CSV is a FIFO nobody reads until the end: every write blocks
+        // once the pipe is full. Before: the unbounded queue held every row.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("slow.csv");
+        crate::fifo::ensure_private_fifo(&csv).unwrap();
+        let mut reader = crate::fifo::open_reader(&csv).unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let consumer = std::thread::spawn({
+            let csv = csv.clone();
+            move || run(cfg_with(Some(csv), None), rx)
+        });
+        const N: u64 = 50_000;
+        for seq in 0..N {
+            // The controller must keep taking records while the CSV is
+            // stuck; 10 s per record is a bound that cannot flake.
+            tx.send_timeout(
+                rec(seq, 1000 + seq * 200, 8 << 20, 200),
+                Duration::from_secs(10),
+            )
+            .expect("the controller waited on the CSV");
+        }
+        drop(tx);
+        // Now let the CSV drain: read it to its end.
+        let mut text = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            use std::io::Read;
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let outcome = consumer.join().unwrap().unwrap();
+        let rows = crate::report::rows::read_csv_from(&text[..], "slow.csv").unwrap();
+        assert_eq!(
+            outcome.checkpoints,
+            N - 1,
+            "every record reached the controller"
+        );
+        assert!(outcome.csv_rows_dropped > 0);
+        assert_eq!(
+            rows.len() as u64 + outcome.csv_rows_dropped,
+            N,
+            "every row written or counted"
+        );
+        // Rows that got through: the queue, plus what the pipe and the
+        // writer's buffers hold (a 64 KiB pipe holds ~1,000 rows).
+        assert!(
+            rows.len() < CSV_QUEUE_ROWS + 8_000,
+            "{} rows got through a CSV that never read",
+            rows.len()
+        );
+        assert_eq!(outcome.csv_error, None);
+    }
+
+    #[test]
+    fn a_csv_error_is_reported_and_control_goes_on() {
+        // Before: the sink thread died silently at its first failed write
+        // and run() only failed at the end. The CSV here is a FIFO whose
+        // reader takes the header and goes away: the next flush fails.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("gone.csv");
+        crate::fifo::ensure_private_fifo(&csv).unwrap();
+        let csv_reader = crate::fifo::open_reader(&csv).unwrap();
+        let control = dir.path().join("control");
+        crate::fifo::ensure_private_fifo(&control).unwrap();
+        let mut reader = crate::fifo::open_reader(&control).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let consumer = std::thread::spawn({
+            let csv = csv.clone();
+            move || run(cfg_with(Some(csv), Some(control)), rx)
+        });
+        // The header is in the pipe once create() returned; wait for it.
+        let start = std::time::Instant::now();
+        while crate::fifo::poll_readable(&csv_reader, 100).unwrap() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "no CSV header");
+        }
+        drop(csv_reader);
+        // 32 MiB each: above Lmax, the interval halves down to tmin.
+        for seq in 0..10 {
+            tx.send(rec(seq, 1000 + seq * 200, 32 << 20, 0)).unwrap();
+        }
+        drop(tx);
+        let outcome = consumer.join().unwrap().unwrap();
+        let error = outcome.csv_error.expect("the error is in the outcome");
+        assert!(
+            error.contains("gone.csv") && error.contains("Broken pipe"),
+            "{error}"
+        );
+        assert_eq!(outcome.checkpoints, 9);
+        let mut text = String::new();
+        use std::io::Read;
+        let _ = reader.read_to_string(&mut text);
+        assert_eq!(
+            text.lines().last(),
+            Some("interval_ms=10"),
+            "control followed the policy after the CSV failed: {text}"
+        );
     }
 }

@@ -52,4 +52,10 @@ pub struct Row {
     /// remus-drbd acknowledged checkpoints (when known).
     #[serde(default)]
     pub drbd_checkpoints: Option<u64>,
+    /// Records known missing before this row (a sequence jump, or the save
+    /// side's `dropped` rising), or 1 when none is known missing but the
+    /// period was a stall; 0 normally. A row with `gap > 0` was not fed to
+    /// the policy: its `period_ms` is not one interval.
+    #[serde(default)]
+    pub gap: u64,
 }

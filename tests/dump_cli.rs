@@ -48,3 +48,116 @@ fn dump_prints_records_and_names_bad_lines() {
         "{stderr}"
     );
 }
+
+fn record_line(seq: u64) -> String {
+    format!(
+        "ckpt v=1 seq={seq} dirty_pages=10 pages_sent=10 bytes_sent=41040 t_suspend={ts} \
+         t_suspended={ts} t_resumed={ts} t_done={ts}\n",
+        ts = 1_000_000 * (seq + 1)
+    )
+}
+
+fn dump_file(path: &std::path::Path) -> std::process::Output {
+    Command::new(BIN).arg("dump").arg(path).output().unwrap()
+}
+
+#[test]
+fn dump_file_skips_invalid_utf8_and_overlong_lines() {
+    // Before: `dump FILE` stopped at the first invalid UTF-8 ("stream did
+    // not contain valid UTF-8") and held any line whole in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records");
+    let mut bytes = record_line(1).into_bytes();
+    bytes.extend_from_slice(b"ckpt v=1 \xff\xfe broken\n");
+    bytes.extend(std::iter::repeat(b'x').take(10 << 20));
+    bytes.push(b'\n');
+    // The last line has no newline: it is still read.
+    bytes.extend_from_slice(record_line(2).trim_end().as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = dump_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seqs: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(seqs, ["1", "2"], "{stdout}");
+    assert!(
+        stderr.contains("line 2: not UTF-8 text (skipped)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3: line longer than 4096 bytes (skipped)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn twenty_megabytes_of_garbage_cost_a_bounded_number_of_stderr_lines() {
+    // Before: one stderr line per garbage line (78,000 for 20 MB).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage");
+    let mut text = String::with_capacity(21 << 20);
+    let mut n = 0u64;
+    while text.len() < 20 << 20 {
+        text.push_str(&format!("garbage line {n} of no record at all\n"));
+        n += 1;
+    }
+    text.push_str(&record_line(7));
+    std::fs::write(&path, text).unwrap();
+    let out = dump_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stderr.lines().count() < 100,
+        "{} stderr lines",
+        stderr.lines().count()
+    );
+    // Every skipped line is accounted for: shown in full, or counted in a
+    // summary ("… and N more malformed lines").
+    let shown = stderr.lines().filter(|l| l.contains(") (skipped)")).count() as u64;
+    let counted: u64 = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remus-ckpt: … and "))
+        .filter_map(|l| l.strip_suffix(" more malformed lines"))
+        .map(|count| count.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!((shown, shown + counted), (5, n), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "header and the one record");
+}
+
+/// VmRSS of `pid` in KiB.
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/<pid>/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn dump_dev_zero_stays_bounded() {
+    // Before: one endless line, buffered whole: hundreds of MB a second.
+    let mut child = Command::new(BIN)
+        .args(["dump", "/dev/zero"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(child.try_wait().unwrap().is_none(), "dump /dev/zero ended");
+        samples.push(vm_rss_kib(child.id()));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        samples.iter().all(|kib| *kib < 100 * 1024),
+        "VmRSS samples (KiB): {samples:?}"
+    );
+}

@@ -3,6 +3,7 @@
 //! consumes, steers and writes the CSV, then stops on SIGINT keeping
 //! every row.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -132,4 +133,157 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
             );
         }
     }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn record_line(seq: u64) -> String {
+    format!(
+        "ckpt v=1 seq={seq} dirty_pages=10 pages_sent=10 bytes_sent=41040 t_suspend={ts} \
+         t_suspended={ts} t_resumed={ts} t_done={ts}\n",
+        ts = 1_000_000 * (seq + 1)
+    )
+}
+
+/// `watch --quiet` on `stats` writing `csv`, stderr into `log`.
+fn spawn_watch(stats: &Path, csv: &Path, log: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["watch", "--quiet", "--stats"])
+        .arg(stats)
+        .arg("--csv")
+        .arg(csv)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn sigint_and_wait(child: std::process::Child) -> std::process::Output {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our
+    // child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait_with_output().unwrap()
+}
+
+/// Blocks until watch holds `stats` open for reading, then gives a
+/// blocking writer on it.
+fn writer_once_open(stats: &Path) -> std::fs::File {
+    wait_for("watch to open the stats FIFO", || {
+        remus_ckpt::fifo::open_writer(stats).unwrap().is_some()
+    });
+    std::fs::OpenOptions::new().write(true).open(stats).unwrap()
+}
+
+#[test]
+fn a_regular_file_at_the_stats_path_is_reported_once_and_never_read() {
+    // Before: watch re-read the file in a loop, hundreds of thousands of
+    // stderr lines and duplicate CSV rows a second.
+    let dir = tempfile::tempdir().unwrap();
+    let (stats, csv, log) = (
+        dir.path().join("stats"),
+        dir.path().join("w.csv"),
+        dir.path().join("stderr"),
+    );
+    let child = spawn_watch(&stats, &csv, &log);
+    drop(writer_once_open(&stats));
+    std::fs::remove_file(&stats).unwrap();
+    std::fs::write(&stats, format!("{}garbage\n", record_line(1))).unwrap();
+    let logged = || std::fs::read_to_string(&log).unwrap();
+    wait_for("the not-a-FIFO report", || logged().contains("not a FIFO"));
+    // Three re-checks' worth of time: still one report, nothing read.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(logged().matches("not a FIFO").count(), 1, "{}", logged());
+    assert_eq!(
+        read_csv(&csv).unwrap().len(),
+        0,
+        "the regular file was read"
+    );
+
+    // A FIFO again: records flow again.
+    std::fs::remove_file(&stats).unwrap();
+    remus_ckpt::fifo::ensure_private_fifo(&stats).unwrap();
+    let mut w = writer_once_open(&stats);
+    use std::io::Write;
+    w.write_all(record_line(2).as_bytes()).unwrap();
+    wait_for("the FIFO's record in the CSV", || {
+        read_csv(&csv).map_or(0, |r| r.len()) == 1
+    });
+    drop(w);
+    let out = sigint_and_wait(child);
+    let stderr = logged();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is a FIFO again"), "{stderr}");
+    assert!(stderr.lines().count() < 20, "{stderr}");
+    assert_eq!(read_csv(&csv).unwrap()[0].seq, 2);
+}
+
+#[test]
+fn twenty_megabytes_of_garbage_on_the_fifo_cost_few_stderr_lines() {
+    // Before: one stderr line per garbage line.
+    let dir = tempfile::tempdir().unwrap();
+    let (stats, csv, log) = (
+        dir.path().join("stats"),
+        dir.path().join("w.csv"),
+        dir.path().join("stderr"),
+    );
+    let child = spawn_watch(&stats, &csv, &log);
+    let mut w = writer_once_open(&stats);
+    use std::io::Write;
+    let chunk: String = (0..1000)
+        .map(|i| format!("garbage {i} and more garbage\n"))
+        .collect();
+    let mut sent = 0;
+    while sent < 20 << 20 {
+        w.write_all(chunk.as_bytes()).unwrap();
+        sent += chunk.len();
+    }
+    w.write_all(record_line(3).as_bytes()).unwrap();
+    wait_for("the record after the garbage", || {
+        read_csv(&csv).map_or(0, |r| r.len()) == 1
+    });
+    drop(w);
+    let out = sigint_and_wait(child);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().count() < 100,
+        "{} lines",
+        stderr.lines().count()
+    );
+    assert!(stderr.contains("more malformed lines"), "{stderr}");
+}
+
+#[test]
+fn an_unwritable_csv_fails_watch_naming_the_error() {
+    // Before: `--csv /dev/full` ran on and failed silently until exit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["watch", "--quiet", "--csv", "/dev/full", "--stats"])
+        .arg(dir.path().join("stats"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("watch kept running with --csv /dev/full");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/dev/full") && stderr.contains("No space left"),
+        "{stderr}"
+    );
 }

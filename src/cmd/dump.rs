@@ -1,6 +1,6 @@
 //! `remus-ckpt dump`: records as a table a person can read.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 
-use crate::record::{self, Record};
+use crate::record::Record;
 use crate::source::stats_fifo::{self, OnEof};
 
 #[derive(Debug, Args)]
@@ -63,7 +63,9 @@ pub fn run(args: &DumpArgs) -> Result<()> {
             .is_fifo();
     if is_fifo {
         let stop = super::stop_on_signals()?;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        // Bounded: a slow terminal makes the reader wait, and the save
+        // side drop (and count) records, rather than this process grow.
+        let (tx, rx) = crossbeam_channel::bounded(1024);
         let on_eof = if args.follow {
             OnEof::Reopen
         } else {
@@ -76,6 +78,7 @@ pub fn run(args: &DumpArgs) -> Result<()> {
         return reader.join().map_err(|_| anyhow!("the reader panicked"))?;
     }
 
+    // Files and stdin go through the same bounded line reader as the FIFO.
     let input: Box<dyn Read> = if args.path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -84,15 +87,6 @@ pub fn run(args: &DumpArgs) -> Result<()> {
                 .with_context(|| format!("cannot open {}", args.path.display()))?,
         )
     };
-    for (i, text) in BufReader::new(input).lines().enumerate() {
-        let text = text.with_context(|| format!("read error at line {}", i + 1))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        match record::parse_line(&text) {
-            Ok(rec) => print(&rec, &mut out)?,
-            Err(e) => stats_fifo::warn_skipped(&args.path, i as u64 + 1, &e),
-        }
-    }
+    stats_fifo::read_records(input, &args.path, |rec| print(&rec, &mut out))?;
     Ok(())
 }

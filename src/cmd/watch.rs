@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 
 use crate::disk::{DiskArgs, DiskMeter, OpenOptions};
@@ -60,6 +60,9 @@ pub fn run(args: &WatchArgs) -> Result<()> {
         stop,
     )?;
     print_outcome(&outcome, args.policy.lmax.0);
+    if let Some(error) = &outcome.csv_error {
+        bail!("the CSV was not fully written: {error}");
+    }
     Ok(())
 }
 
@@ -104,17 +107,31 @@ pub fn consume(
 }
 
 pub fn print_outcome(outcome: &Outcome, lmax_bytes: u64) {
+    let mut extra = String::new();
+    if outcome.control_pending {
+        extra.push_str(" (the last interval never reached the save side)");
+    }
+    if outcome.csv_rows_dropped > 0 {
+        extra.push_str(&format!(
+            ", {} CSV rows dropped (the CSV destination was too slow)",
+            outcome.csv_rows_dropped
+        ));
+    }
+    if let Some(error) = &outcome.csv_error {
+        extra.push_str(&format!(", CSV error: {error}"));
+    }
+    if outcome.notes_dropped > 0 {
+        extra.push_str(&format!(
+            ", {} warnings not shown (stderr was not keeping up)",
+            outcome.notes_dropped
+        ));
+    }
     eprintln!(
-        "remus-ckpt: {} checkpoints, {} above Lmax ({}), {} records lost, {} control lines sent{}",
+        "remus-ckpt: {} checkpoints, {} above Lmax ({}), {} records lost, {} control lines sent{extra}",
         outcome.checkpoints,
         outcome.over_lmax,
         crate::units::format_bytes(lmax_bytes),
         outcome.lost,
         outcome.control_lines,
-        if outcome.control_pending {
-            " (the last interval never reached the save side)"
-        } else {
-            ""
-        }
     );
 }

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -17,7 +17,7 @@ use crate::plot::series::{
     clipped_count, panel_series, step_points, y_axis, Panel, PanelSeries, YAxis,
 };
 use crate::plot::PlotOptions;
-use crate::report::rows::{is_live_round, IntervalSource, BYTES_PER_MIB};
+use crate::report::rows::{is_live_round, selected_rows, IntervalSource, BYTES_PER_MIB};
 use crate::row::Row;
 use crate::units::format_bytes;
 
@@ -103,14 +103,20 @@ pub fn band_edge_label(bytes: u64) -> String {
     }
 }
 
+/// The legend note naming runs without a checkpoint (an empty run is a
+/// valid run: it is drawn with nothing on its axes).
+pub const NO_CHECKPOINTS: &str = "no checkpoints";
+
 /// Default title naming the runs compared.
 pub fn default_title(runs: &[(String, Vec<Row>)]) -> String {
     let labels: Vec<&str> = runs.iter().map(|(label, _)| label.as_str()).collect();
     format!("Per-checkpoint cost over time: {}", labels.join(" vs "))
 }
 
-/// Shared time axis: from 0 (or the earliest point) to the last point.
-fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Result<Range<f64>> {
+/// Shared time axis: from 0 (or the earliest point) to the last point;
+/// 0..1 s when there is no point at all (every run empty: the figure is
+/// drawn with empty axes and says so in its legend).
+fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Range<f64> {
     let times = runs.iter().flat_map(|(_, rows)| {
         opts.panels
             .iter()
@@ -121,8 +127,8 @@ fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Result<Range<f
     let (min_s, max_s) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
         (lo.min(t), hi.max(t))
     });
-    if !min_s.is_finite() {
-        bail!("nothing to plot: no run has a checkpoint with data for the chosen panels");
+    if !min_s.is_finite() || !max_s.is_finite() {
+        return 0.0..1.0;
     }
     let start_s = min_s.min(0.0);
     let end_s = if max_s > start_s {
@@ -130,7 +136,7 @@ fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Result<Range<f
     } else {
         start_s + 1.0
     };
-    Ok(start_s..end_s)
+    start_s..end_s
 }
 
 enum LegendEntry {
@@ -150,6 +156,18 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
             "Lmin-Lmax band [{}, {}]",
             band_edge_label(opts.lmin_bytes),
             band_edge_label(opts.lmax_bytes)
+        )));
+    }
+    let empty: Vec<&str> = runs
+        .iter()
+        .filter(|(_, rows)| selected_rows(rows, opts.include_live).is_empty())
+        .map(|(label, _)| label.as_str())
+        .collect();
+    if !empty.is_empty() {
+        entries.push(LegendEntry::Note(format!(
+            "{}: {}",
+            NO_CHECKPOINTS,
+            empty.join(", ")
         )));
     }
     if !opts.include_live {
@@ -523,7 +541,7 @@ pub fn draw_figure<DB: DrawingBackend>(
     runs: &[(String, Vec<Row>)],
     opts: &PlotOptions,
 ) -> Result<()> {
-    let x_range = time_range(runs, opts)?;
+    let x_range = time_range(runs, opts);
     root.fill(&WHITE).map_err(drawing)?;
     let title = opts.title.clone().unwrap_or_else(|| default_title(runs));
     let body = root

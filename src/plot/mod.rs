@@ -163,23 +163,59 @@ pub fn plot(runs: &[(String, Vec<Row>)], opts: &PlotOptions, output: &Path) -> R
     }
     font::ensure_registered()?;
     let size = (opts.width_px, opts.height_px);
-    let written = || format!("cannot write figure {}", output.display());
-    match format {
-        ImageFormat::Svg => {
-            let root = SVGBackend::new(output, size).into_drawing_area();
-            draw::draw_figure(&root, runs, &opts)?;
-            root.present()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(written)?;
+    write_atomically(output, |tmp| {
+        let written = || format!("cannot write figure {}", output.display());
+        match format {
+            ImageFormat::Svg => {
+                let root = SVGBackend::new(tmp, size).into_drawing_area();
+                draw::draw_figure(&root, runs, &opts)?;
+                root.present()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+                    .with_context(written)?;
+            }
+            ImageFormat::Png => {
+                let root = BitMapBackend::new(tmp, size).into_drawing_area();
+                draw::draw_figure(&root, runs, &opts)?;
+                root.present()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+                    .with_context(written)?;
+            }
         }
-        ImageFormat::Png => {
-            let root = BitMapBackend::new(output, size).into_drawing_area();
-            draw::draw_figure(&root, runs, &opts)?;
-            root.present()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(written)?;
-        }
-    }
+        Ok(())
+    })
+}
+
+/// Runs `write` on a temporary file next to `output` and renames it over
+/// `output` only when it succeeded, so a failed plot leaves no partial
+/// figure behind (and an older figure at `output` stays as it was).
+pub fn write_atomically(output: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = output
+        .file_name()
+        .with_context(|| format!("{} has no file name", output.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(
+            &output
+                .extension()
+                .map_or(String::new(), |e| format!(".{}", e.to_string_lossy())),
+        )
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    // The temporary file is removed when `tmp` drops, on every error path.
+    write(tmp.path())?;
+    // A figure is for reading: 0644, not the temporary file's 0600.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .with_context(|| format!("cannot chmod {}", tmp.path().display()))?;
+    tmp.persist(output)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write figure {}", output.display()))?;
     Ok(())
 }
 
@@ -208,6 +244,27 @@ pub fn run_plot(args: &PlotArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_figure_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fig.png");
+        let err = write_atomically(&out, |tmp| {
+            std::fs::write(tmp, b"half a PNG").unwrap();
+            anyhow::bail!("drawing failed")
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "drawing failed");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // An older figure stays untouched by a failed one.
+        std::fs::write(&out, b"old").unwrap();
+        assert!(write_atomically(&out, |_| anyhow::bail!("no")).is_err());
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        write_atomically(&out, |tmp| Ok(std::fs::write(tmp, b"new")?)).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn format_by_extension() {

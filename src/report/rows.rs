@@ -18,6 +18,10 @@ pub const BYTES_PER_MIB: f64 = 1024.0 * 1024.0;
 /// Reads a checkpoint CSV written by the CSV sink (or by Xen tooling that
 /// emits the same stable twelve columns).
 ///
+/// A file with the header and no row (a run during which no record came)
+/// is a valid, empty run. NaN, infinite and negative values are refused
+/// with their line and column.
+///
 /// Errors name the file and the line, so a thesis student with a dozen
 /// runs knows which one to fix. Files without a `live` column get the
 /// legacy live-round rule applied (see [`mark_legacy_live_round`]).
@@ -46,12 +50,36 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
     }
     let has_live_column = headers.iter().any(|h| h == "live");
     let mut rows = Vec::new();
-    for (index, record) in csv_reader.deserialize::<Row>().enumerate() {
-        let row = record.map_err(|err| {
-            // Data rows start on line 2; the csv crate knows better when the
-            // file has quoted newlines, so prefer its position.
-            let line = err.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let more = csv_reader.read_record(&mut record).map_err(|err| {
+            let line = err.position().map_or(rows.len() as u64 + 2, |p| p.line());
             anyhow!("{source_name}: line {line}: {err}")
+        })?;
+        if !more {
+            break;
+        }
+        // Data rows start on line 2; the csv crate knows better when the
+        // file has quoted newlines, so take its position.
+        let line = record
+            .position()
+            .map_or(rows.len() as u64 + 2, |p| p.line());
+        let row: Row = record.deserialize(Some(&headers)).map_err(|err| {
+            let column = match err.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => err
+                    .field()
+                    .and_then(|i| headers.get(i as usize))
+                    .map(|name| format!("column {name}: {err}"))
+                    .unwrap_or_else(|| err.to_string()),
+                _ => err.to_string(),
+            };
+            anyhow!("{source_name}: line {line}: {column}")
+        })?;
+        check_values(&row).map_err(|(column, value)| {
+            anyhow!(
+                "{source_name}: line {line}: column {column}: {value} is not a valid value \
+                 (times must be finite and not negative)"
+            )
         })?;
         rows.push(row);
     }
@@ -59,6 +87,24 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         mark_legacy_live_round(&mut rows);
     }
     Ok(rows)
+}
+
+/// Every float a row carries must be a finite number, not negative: NaN,
+/// infinities and negative times would make percentiles and axes
+/// meaningless. Integers cannot be negative (they are read as unsigned).
+fn check_values(row: &Row) -> std::result::Result<(), (&'static str, f64)> {
+    for (column, value) in [
+        ("t_s", row.t_s),
+        ("pause_ms", row.pause_ms),
+        ("checkpoint_ms", row.checkpoint_ms),
+        ("period_ms", row.period_ms),
+        ("gate_wait_ms", row.gate_wait_ms),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err((column, value));
+        }
+    }
+    Ok(())
 }
 
 /// Files written before the `live` column existed (among them the real Xen
@@ -201,6 +247,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("other.csv") && err.contains("seq"), "{err}");
+    }
+
+    const HEADER: &str = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,pause_ms,checkpoint_ms,period_ms,interval_ms,dropped,live";
+
+    #[test]
+    fn a_header_only_csv_is_an_empty_run() {
+        assert!(read_csv_from(format!("{HEADER}\n").as_bytes(), "empty.csv")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn nan_infinite_and_negative_values_are_refused_with_line_and_column() {
+        // Before: NaN, inf and -1.0 were read as numbers and reached the
+        // percentiles and the plot axes.
+        for (value, column) in [("NaN", 1), ("inf", 7), ("-inf", 8), ("-1.5", 9), ("-3", 6)] {
+            let mut cells = vec![
+                "2", "0.6", "10", "10", "100", "0", "100", "1.0", "2.0", "300.0", "300", "0", "0",
+            ];
+            cells[column] = value;
+            let text = format!(
+                "{HEADER}\n1,0.3,10,10,100,0,100,1.0,2.0,300.0,300,0,0\n{}\n",
+                cells.join(",")
+            );
+            let err = read_csv_from(text.as_bytes(), "bad.csv")
+                .unwrap_err()
+                .to_string();
+            let name = HEADER.split(',').nth(column).unwrap();
+            assert!(
+                err.starts_with(&format!("bad.csv: line 3: column {name}: ")),
+                "{value} in {name}: {err}"
+            );
+        }
     }
 
     #[test]

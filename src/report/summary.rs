@@ -124,9 +124,14 @@ pub fn summarize_with(
         interval_source,
         interval_ms: quantiles(interval_points.into_iter().map(|(_, ms)| ms).collect()),
         pause_ms: quantiles(selected.iter().map(|row| row.pause_ms).collect()),
-        total_bytes_sent: selected.iter().map(|row| row.bytes_sent).sum(),
-        total_disk_bytes: selected.iter().map(|row| row.disk_bytes).sum(),
+        total_bytes_sent: saturating_sum(selected.iter().map(|row| row.bytes_sent)),
+        total_disk_bytes: saturating_sum(selected.iter().map(|row| row.disk_bytes)),
     }
+}
+
+/// A sum that stops at u64::MAX instead of overflowing on a hostile CSV.
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 #[cfg(test)]
@@ -143,6 +148,20 @@ mod tests {
         assert_eq!(nearest_rank(&twenty, 95), Some(19));
         assert_eq!(nearest_rank(&twenty, 99), Some(20));
         assert_eq!(nearest_rank::<u32>(&[], 50), None);
+    }
+
+    #[test]
+    fn byte_totals_saturate() {
+        // Before: `sum()` overflowed (a panic in debug) on two rows of
+        // u64::MAX bytes.
+        let row = Row {
+            bytes_sent: u64::MAX,
+            disk_bytes: u64::MAX,
+            ..Row::default()
+        };
+        let summary = summarize("big", &[row.clone(), row], 1, 2);
+        assert_eq!(summary.total_bytes_sent, u64::MAX);
+        assert_eq!(summary.total_disk_bytes, u64::MAX);
     }
 
     #[test]

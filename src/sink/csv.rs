@@ -17,7 +17,8 @@ pub struct CsvSink {
 }
 
 impl CsvSink {
-    /// Creates (truncates) `path` and writes the header.
+    /// Creates (truncates) `path` and writes the header at once, so a run
+    /// during which no record came still leaves a valid (empty) CSV.
     pub fn create(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -25,9 +26,13 @@ impl CsvSink {
         }
         let file =
             File::create(path).with_context(|| format!("cannot create CSV {}", path.display()))?;
-        let writer = csv::WriterBuilder::new()
-            .has_headers(true)
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
             .from_writer(BufWriter::new(file));
+        writer
+            .write_record(&header())
+            .and_then(|()| Ok(writer.flush()?))
+            .with_context(|| format!("cannot write to {}", path.display()))?;
         Ok(CsvSink {
             path: path.to_path_buf(),
             writer,
@@ -58,6 +63,18 @@ impl CsvSink {
     }
 }
 
+/// The column names, as serde names them from [`Row`] (one place).
+fn header() -> csv::StringRecord {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(true)
+        .from_writer(Vec::new());
+    // Serialising a default row into memory cannot fail.
+    let _ = writer.serialize(Row::default());
+    let bytes = writer.into_inner().unwrap_or_default();
+    let mut reader = csv::ReaderBuilder::new().from_reader(&bytes[..]);
+    reader.headers().cloned().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +101,29 @@ mod tests {
             "the row is in the file after flush"
         );
         sink.finish().unwrap();
+    }
+
+    #[test]
+    fn a_run_without_rows_is_a_header_only_csv() {
+        // Before: the header was written with the first row, so a run in
+        // which no record came left an empty file report could not read.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.csv");
+        CsvSink::create(&p).unwrap().finish().unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.trim_end().ends_with("drbd_checkpoints,gap"), "{text}");
+        assert!(crate::report::read_csv(&p).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_destination_that_cannot_take_the_header_fails_at_once() {
+        // Before: `--csv /dev/full` ran silently until the first flush.
+        let err = CsvSink::create(Path::new("/dev/full")).err().unwrap();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("/dev/full") && text.contains("No space left"),
+            "{text}"
+        );
     }
 }

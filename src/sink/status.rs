@@ -14,14 +14,13 @@ pub struct StatusLine {
     quiet: bool,
     every: Duration,
     last: Option<Instant>,
-    lmax_bytes: u64,
     checkpoints: u64,
     over_lmax: u64,
     drawn: bool,
 }
 
 impl StatusLine {
-    pub fn new(lmax_bytes: u64, quiet: bool) -> Self {
+    pub fn new(quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         StatusLine {
             tty,
@@ -32,20 +31,18 @@ impl StatusLine {
                 Duration::from_secs(10)
             },
             last: None,
-            lmax_bytes,
             checkpoints: 0,
             over_lmax: 0,
             drawn: false,
         }
     }
 
-    pub fn update(&mut self, row: &Row) {
-        if row.live == 0 {
-            self.checkpoints += 1;
-            if row.size_bytes > self.lmax_bytes {
-                self.over_lmax += 1;
-            }
-        }
+    /// Shows `row` (when a redraw is due) with the run's counts so far.
+    /// The counts come from the controller, so a row the status line
+    /// never got (its queue was full) does not skew the share above Lmax.
+    pub fn update(&mut self, row: &Row, checkpoints: u64, over_lmax: u64) {
+        self.checkpoints = checkpoints;
+        self.over_lmax = over_lmax;
         if self.quiet || self.last.is_some_and(|t| t.elapsed() < self.every) {
             return;
         }
