@@ -68,24 +68,37 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
     .unwrap()
     .expect("configured");
     // Every checkpoint is 4 MiB, far above Lmax: the interval must halve
-    // from 100 ms towards tmin (10 ms) and the gate must follow.
+    // from 100 ms towards tmin (10 ms) and the gate must follow. How many
+    // checkpoints that takes depends on how fast the consumer answers (a
+    // loaded machine answers later, and the save side may then see only
+    // the newest of several commands), so checkpoints go on until the save
+    // side has seen tmin, bounded by count: the test is about what arrives,
+    // not when.
+    const MIN_CHECKPOINTS: usize = 12;
+    const MAX_CHECKPOINTS: usize = 300;
     let mut records = Vec::new();
-    for i in 0..12 {
-        ckpt.gate(i == 0);
+    while records.len() < MAX_CHECKPOINTS {
+        ckpt.gate(records.is_empty());
         ckpt.mark(Mark::Suspended);
         ckpt.dirty(1024, 0);
         ckpt.wrote(1024 * 4104, 1024);
         ckpt.mark(Mark::Sent);
         ckpt.mark(Mark::Resumed);
         ckpt.emit();
-        records.push(ckpt.last().unwrap());
+        let rec = ckpt.last().unwrap();
+        let at_tmin = rec.cmd_interval_ms == 10;
+        records.push(rec);
+        if at_tmin && records.len() >= MIN_CHECKPOINTS {
+            break;
+        }
         // Give the consumer time to answer, as a real checkpoint would.
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(ckpt);
+    let n = records.len();
     // Let the last rows reach the CSV before stopping.
     let start = Instant::now();
-    while read_csv(&csv).map_or(0, |r| r.len()) < 12 && start.elapsed() < Duration::from_secs(10) {
+    while read_csv(&csv).map_or(0, |r| r.len()) < n && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -96,33 +109,43 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "watch failed: {stderr}");
     // The live round is not counted as a checkpoint.
-    assert!(stderr.contains("11 checkpoints, 11 above Lmax"), "{stderr}");
+    let summary = format!("{} checkpoints, {} above Lmax", n - 1, n - 1);
+    assert!(stderr.contains(&summary), "want '{summary}' in: {stderr}");
     assert!(stderr.contains("0 records lost"), "{stderr}");
 
     let rows = read_csv(&csv).unwrap();
-    assert_eq!(rows.len(), 12, "one row per checkpoint");
+    assert_eq!(rows.len(), n, "one row per checkpoint");
     assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as u64));
     // The controller halved the interval; the save side received it and
     // paced for it.
+    let decided: Vec<u64> = rows.iter().map(|r| r.next_interval_ms).collect();
+    assert_eq!(
+        &decided[..5],
+        &[100, 50, 25, 13, 10],
+        "the controller halves from --interval down to tmin"
+    );
     let commanded: Vec<u32> = records.iter().map(|r| r.cmd_interval_ms).collect();
     assert_eq!(
         commanded[0], 0,
         "nothing commanded before the first checkpoint"
     );
+    let seen: Vec<u32> = commanded.iter().copied().filter(|ms| *ms > 0).collect();
     assert!(
-        commanded.contains(&50) && commanded.contains(&25),
-        "intervals seen by the C side: {commanded:?}"
+        seen.windows(2).all(|w| w[0] >= w[1])
+            && seen.iter().all(|ms| decided.contains(&u64::from(*ms))),
+        "the save side sees only the controller's decisions, in order: {commanded:?}"
     );
     assert_eq!(
         *commanded.last().unwrap(),
         10,
-        "clamped at tmin: {commanded:?}"
+        "clamped at tmin within {MAX_CHECKPOINTS} checkpoints: {commanded:?}"
     );
-    let paced: Vec<u32> = records.iter().map(|r| r.interval_ms).collect();
-    assert!(
-        paced.iter().skip(2).all(|ms| *ms > 0),
-        "the gate paced: {paced:?}"
-    );
+    // Once a command has arrived, every later gate paces for it.
+    for (rec, next) in records.iter().zip(records.iter().skip(1)) {
+        if rec.cmd_interval_ms > 0 {
+            assert!(next.interval_ms > 0, "the gate paced: {records:?}");
+        }
+    }
     for (rec, next) in records.iter().zip(records.iter().skip(1)) {
         if next.interval_ms > 0 {
             let period_ms = (next.t_suspend - rec.t_suspend) as f64 / 1e6;

@@ -256,7 +256,8 @@ pub fn write_wrapper(
     Ok(path)
 }
 
-/// Runs Remus; returns xl's exit code (128 + signal if it was killed).
+/// Runs Remus; returns xl's exit code (128 + signal if it was killed), or 1
+/// when xl succeeded but the CSV could not be fully written.
 ///
 /// Everything made here lives in the runtime directory, removed when `dir`
 /// drops: on a normal exit, when xl fails, on every error return after it
@@ -386,6 +387,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     };
     if code != 0 {
         eprintln!("remus-ckpt: xl exited with status {code}");
+    }
+    // Remus itself may have been fine, but rows were lost: say so in the
+    // exit status too (xl's own failure status wins).
+    if let Some(error) = &outcome.csv_error {
+        eprintln!("remus-ckpt: the CSV was not fully written: {error}");
+        if code == 0 {
+            return Ok(1);
+        }
     }
     Ok(code)
 }
