@@ -5,6 +5,9 @@
 //!   `remus_ckpt_emit` alone, both writing to a stats FIFO that a reader
 //!   thread drains, against a bare `write(2)` of the same line into the same
 //!   FIFO. Rounds of the three alternate; the median round is reported.
+//! * ns per `remus_ckpt_emit` to a `fd:N` SOCK_SEQPACKET / SOCK_DGRAM
+//!   socket (send(MSG_DONTWAIT|MSG_NOSIGNAL): no SIGPIPE mask around it)
+//!   against a bare send(2) of the same line on the same socket.
 //! * heap allocations per record: benches/c/alloc_driver.c, built with
 //!   csrc/remus_ckpt.c, run under valgrind memcheck for K and 2K
 //!   checkpoints; (allocs(2K) - allocs(K)) / K.
@@ -13,7 +16,7 @@ mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +58,12 @@ fn main() -> Result<()> {
         (21, 20_000)
     };
     timing(rounds, per_round)?;
+    for (ty, name) in [
+        (libc::SOCK_SEQPACKET, "SOCK_SEQPACKET"),
+        (libc::SOCK_DGRAM, "SOCK_DGRAM"),
+    ] {
+        socket_timing(ty, name, rounds, per_round)?;
+    }
     allocations()?;
     Ok(())
 }
@@ -266,6 +275,155 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
         batches * BATCH,
         line.len()
     );
+    Ok(())
+}
+
+/// Records timed back to back on a socket: well under what a Unix socket
+/// queues by default (about 200 messages), so none is dropped.
+const SOCK_BATCH: u64 = 100;
+
+/// Drains `peer` until `stop`.
+fn spawn_socket_reader(
+    peer: OwnedFd,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 20_000,
+    };
+    // SAFETY: SO_RCVTIMEO on a socket we own, from a valid timeval.
+    let r = unsafe {
+        libc::setsockopt(
+            peer.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).context("SO_RCVTIMEO on the peer socket");
+    }
+    std::thread::Builder::new()
+        .name("sock-drain".into())
+        .spawn(move || {
+            let mut buf = [0u8; 1024];
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: buf is writable for its length; peer is open.
+                unsafe { libc::recv(peer.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            }
+        })
+        .context("spawn the socket drain thread")
+}
+
+/// Emit to a stats socket (`fd:N`) against a bare send(2) of the same line.
+fn socket_timing(ty: libc::c_int, name: &str, rounds: usize, per_round: u64) -> Result<()> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("socketpair");
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (ours, peer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_socket_reader(peer, stop.clone())?;
+
+    let spec = format!("fd:{}", ours.as_raw_fd());
+    let Some(mut ckpt) = Ckpt::open_with(1, CkptStream::Remus, 4096, Some(&spec), None)? else {
+        bail!("the C library stayed unconfigured with a stats socket");
+    };
+    ckpt.gate(true);
+    ckpt.emit();
+    let line = ckpt
+        .last()
+        .and_then(|r| ffi::format_record(&r))
+        .context("the C formatter refused a record")?;
+    let line = line.as_bytes();
+    let fd = ours.as_raw_fd();
+    // Waits (untimed) until the reader has taken every message sent.
+    let wait = || -> Result<()> {
+        for _ in 0..100_000 {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (TIOCOUTQ) on an open socket writes one c_int.
+            if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("SIOCOUTQ on the socket");
+            }
+            if queued == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        bail!("the drain thread did not empty the socket")
+    };
+
+    let batches = per_round.div_ceil(SOCK_BATCH);
+    let (mut emit_ns, mut send_ns) = (Vec::new(), Vec::new());
+    let (mut emit_dropped, mut send_failed) = (0u64, 0u64);
+    for _ in 0..rounds {
+        let mut ns = 0u128;
+        for _ in 0..batches {
+            wait()?;
+            let before = dropped(&ckpt);
+            let t = Instant::now();
+            for _ in 0..SOCK_BATCH {
+                ckpt.emit();
+            }
+            ns += t.elapsed().as_nanos();
+            emit_dropped += dropped(&ckpt) - before;
+        }
+        emit_ns.push(ns as f64 / (batches * SOCK_BATCH) as f64);
+
+        let mut ns = 0u128;
+        for _ in 0..batches {
+            wait()?;
+            let t = Instant::now();
+            for _ in 0..SOCK_BATCH {
+                // SAFETY: fd is our open socket; line is a valid buffer.
+                let n = unsafe {
+                    libc::send(
+                        fd,
+                        line.as_ptr().cast(),
+                        line.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n != line.len() as isize {
+                    send_failed += 1;
+                }
+            }
+            ns += t.elapsed().as_nanos();
+        }
+        send_ns.push(ns as f64 / (batches * SOCK_BATCH) as f64);
+    }
+    drop(ckpt);
+    stop.store(true, Ordering::Relaxed);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("socket drain thread panicked"))?;
+
+    let (ns, base) = (median(&emit_ns), median(&send_ns));
+    let ratio = ns / base;
+    let total = rounds as u64 * batches * SOCK_BATCH;
+    let note = |d: u64| {
+        if d > 0 {
+            format!("; {d} of {total} not sent (socket full)")
+        } else {
+            String::new()
+        }
+    };
+    Row {
+        section: SECTION,
+        case: &format!("ns/record, remus_ckpt_emit alone to a {name} fd:N vs bare send(2)"),
+        value: format!("{ns:.0} ns{}", note(emit_dropped)),
+        baseline: format!("{base:.0} ns{}", note(send_failed)),
+        vs_baseline: format!("{ratio:.2}x"),
+        target: "<= 2x bare send",
+        met: verdict(ratio <= 2.0, || {
+            format!("by {:.2}x, {:.0} ns over", ratio - 2.0, ns - 2.0 * base)
+        }),
+    }
+    .print();
     Ok(())
 }
 

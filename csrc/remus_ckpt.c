@@ -7,6 +7,11 @@
  * never fail the save, never kill the host process (it does not ignore
  * SIGPIPE).  Every problem is counted and reported in the next record.
  *
+ * Paths and fds come from a dom0 that may be hostile: a path is opened
+ * without following a final symlink, without blocking and without becoming
+ * a controlling tty, and what was opened (never the name) is checked with
+ * fstat(): only a FIFO of our euid, mode 0600 or narrower, is used.
+ *
  * The contract is remus_ckpt.h; the wire format is docs/protocol.md.
  */
 #include <errno.h>
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,14 +37,28 @@
  */
 #define CTL_LINE_MAX 64
 
+/*
+ * Work done on control input per read (one gate wake): at most this many
+ * bytes, and no further read() once this many lines were parsed.  A writer
+ * flooding the pipe then costs a checkpoint microseconds per wake, not
+ * whatever it manages to write while the pipe is drained; the rest is read
+ * at the next wake.
+ */
+#define CTL_READ_MAX_BYTES 4096
+#define CTL_READ_MAX_LINES 128
+
 #define NSEC_PER_MSEC 1000000ULL
 #define NSEC_PER_SEC  1000000000ULL
 
 /*
- * How often an open stats path is checked with stat() for having been
- * replaced while the write()s still succeed (see stats_ensure()).
+ * How often an open path is checked with stat() for having been replaced
+ * while its fd still works (see chan_due()): stat() on every record cost as
+ * much as the write itself.
  */
-#define STATS_RECHECK_NS (100 * NSEC_PER_MSEC)
+#define PATH_RECHECK_NS (100 * NSEC_PER_MSEC)
+
+/* How often a path that was refused (wrong type, owner, mode) is retried. */
+#define REFUSED_RECHECK_NS NSEC_PER_SEC
 
 static const char ctl_prefix[] = "interval_ms=";
 
@@ -46,16 +66,20 @@ enum chan_state {
     CHAN_UNSET,   /* spec NULL or "": not configured */
     CHAN_PATH,    /* a path: opened, closed and reopened here */
     CHAN_FD,      /* "fd:N": belongs to the caller, never closed here */
-    CHAN_OFF,     /* configured but unusable (bad spec, refused, dead) */
+    CHAN_OFF,     /* configured but unusable (bad spec, refused fd, EOF) */
 };
 
 /* One end of a pipe to the consumer: the stats writer or control reader. */
 struct chan {
     enum chan_state state;
-    char *path;   /* CHAN_PATH only */
+    char *path;   /* the spec: a path (CHAN_PATH) or "fd:N" */
     int fd;       /* -1: not open */
+    int sock;     /* CHAN_FD: a datagram or seqpacket socket (send()) */
     dev_t dev;    /* identity of what fd refers to, for CHAN_PATH */
     ino_t ino;
+    uint64_t checked; /* last look at the path: stat() or open() (ns) */
+    int refused;  /* the last open of the path was refused */
+    int warned;   /* a stderr line was printed; cleared once it works */
 };
 
 struct remus_ckpt {
@@ -64,13 +88,21 @@ struct remus_ckpt {
     unsigned int stream;
 
     struct chan stats;
-    uint64_t stats_checked; /* when the stats path's identity was checked */
+    int stats_reopened;     /* path opened since the last record written */
     struct chan ctl;
 
     /* Control line being assembled across reads. */
     char line[CTL_LINE_MAX];
     size_t line_len;
     int line_long;          /* line overflowed: reject it at its newline */
+    uint64_t ctl_lines;     /* lines ended so far (valid or not) */
+
+    enum remus_ckpt_ctl_state ctl_cond; /* UNSET, OK, NOWRITER, REFUSED,
+                                           REOPENING: as last seen */
+    uint64_t ctl_gone_since;  /* no writer since (ns); 0: a writer is there */
+    uint32_t fallback_ms;     /* 0: none */
+    uint64_t ctl_timeout_ns;
+    int fallback;             /* pacing at fallback_ms until a new command */
 
     unsigned int cmd_interval_ms;   /* latest valid command; 0: none */
     uint64_t ctl_rejected;
@@ -114,6 +146,28 @@ static struct timespec ns_to_timespec(uint64_t ns)
 }
 
 /*
+ * Parse a plain decimal (no sign, blanks or leading zero) in 1..max.
+ * Returns it, or 0 if s is not one.
+ */
+static unsigned long parse_decimal(const char *s, unsigned long max)
+{
+    unsigned long v = 0;
+
+    if ( *s < '1' || *s > '9' )
+        return 0;
+    for ( ; *s; s++ )
+    {
+        if ( *s < '0' || *s > '9' )
+            return 0;
+        v = v * 10 + (unsigned long)(*s - '0');
+        if ( v > max )
+            return 0;
+    }
+
+    return v;
+}
+
+/*
  * Parse "fd:N".  Returns 0 if spec is not an fd spec (a path), 1 with *fd
  * set if it is a valid one, -1 if it starts with "fd:" but N is not a
  * plain decimal fd (no sign, blanks, leading zeros or overflow).  A file
@@ -122,30 +176,49 @@ static struct timespec ns_to_timespec(uint64_t ns)
 static int parse_fd_spec(const char *spec, int *fd)
 {
     const char *p = spec + 3;
-    long v = 0;
+    unsigned long v;
 
     if ( strncmp(spec, "fd:", 3) )
         return 0;
 
-    if ( *p == '\0' || (p[0] == '0' && p[1] != '\0') )
-        return -1;
-
-    for ( ; *p; p++ )
+    if ( p[0] == '0' && p[1] == '\0' )
     {
-        if ( *p < '0' || *p > '9' )
-            return -1;
-        v = v * 10 + (*p - '0');
-        if ( v > INT_MAX )
-            return -1;
+        *fd = 0;
+        return 1;
     }
+
+    v = parse_decimal(p, INT_MAX);
+    if ( !v )
+        return -1;
 
     *fd = (int)v;
     return 1;
 }
 
 /*
+ * One stderr line per episode of trouble on a channel: from the first
+ * problem until the channel works again (chan_healed()).  A channel that
+ * stays broken for days says so once; one that heals and breaks again says
+ * so again, at most once per such change.
+ */
+static void chan_warn(struct chan *ch, const char *what, const char *spec,
+                      const char *reason)
+{
+    if ( ch->warned )
+        return;
+    ch->warned = 1;
+    fprintf(stderr, "remus-ckpt: %s %s: %s\n", what,
+            spec ? spec : "(unset)", reason);
+}
+
+static void chan_healed(struct chan *ch)
+{
+    ch->warned = 0;
+}
+
+/*
  * Set up a channel from its spec.  Returns NULL, or a reason why the spec
- * cannot be used (the channel is then CHAN_OFF).
+ * cannot be used (the caller then turns the channel CHAN_OFF).
  */
 static const char *chan_init(struct chan *ch, const char *spec)
 {
@@ -161,26 +234,28 @@ static const char *chan_init(struct chan *ch, const char *spec)
 
     r = parse_fd_spec(spec, &fd);
     if ( r < 0 )
-    {
-        ch->state = CHAN_OFF;
         return "invalid fd:N spec";
-    }
+
+    /* For an fd:N, the spec is kept only to name it in messages. */
+    ch->path = strdup(spec);
+    if ( !ch->path )
+        return "out of memory";
     if ( r > 0 )
     {
         ch->state = CHAN_FD;
         ch->fd = fd;
         return NULL;
     }
-
-    ch->path = strdup(spec);
-    if ( !ch->path )
-    {
-        ch->state = CHAN_OFF;
-        return "out of memory";
-    }
     ch->state = CHAN_PATH;
 
     return NULL;
+}
+
+/* Give up on a channel for good (an fd:N, or a spec that cannot work). */
+static void chan_off(struct chan *ch)
+{
+    ch->state = CHAN_OFF;
+    ch->fd = -1;
 }
 
 /*
@@ -216,25 +291,94 @@ static void chan_close(struct chan *ch)
     ch->fd = -1;
 }
 
-/* Remember which file fd is, to notice when the path is replaced. */
-static void chan_note_identity(struct chan *ch, const struct stat *st)
+/*
+ * Is it time to look at ch's path again: at most once per period_ns?
+ * Marks the look as done when it is.
+ */
+static int chan_due(struct chan *ch, uint64_t now, uint64_t period_ns)
 {
-    ch->dev = st->st_dev;
-    ch->ino = st->st_ino;
+    if ( ch->checked && now - ch->checked < period_ns )
+        return 0;
+    ch->checked = now;
+
+    return 1;
 }
 
 /*
  * Has the path been removed or replaced (e.g. a FIFO deleted and created
- * again) since ch->fd was opened?  One stat() per call.
+ * again) since ch->fd was opened?  One stat() per call; lstat(), as a
+ * symlink put in its place is a replacement, not the same file.
  */
 static int chan_path_changed(const struct chan *ch)
 {
     struct stat st;
 
-    if ( stat(ch->path, &st) )
+    if ( lstat(ch->path, &st) )
         return 1;
 
     return st.st_dev != ch->dev || st.st_ino != ch->ino;
+}
+
+/*
+ * What a channel path must be, checked on the opened fd: a FIFO (not a
+ * regular file, whose writes block on a hung filesystem and which may be
+ * anyone's; not a device or a procfs file, which take bytes as commands),
+ * owned by the effective uid, with no group or other permission.
+ */
+static const char *fifo_check(const struct stat *st)
+{
+    if ( !S_ISFIFO(st->st_mode) )
+        return "not a FIFO";
+    if ( st->st_uid != geteuid() )
+        return "not owned by this user";
+    if ( st->st_mode & (S_IRWXG | S_IRWXO) )
+        return "mode wider than 0600";
+
+    return NULL;
+}
+
+/*
+ * Open ch's path with access mode acc: O_NONBLOCK (neither open() nor I/O
+ * waits for the other end), O_NOFOLLOW (a final symlink is refused, not
+ * followed; earlier components are the operator's choice), O_NOCTTY, and
+ * O_CLOEXEC; no O_CREAT (a typo must not litter files).  What was opened is
+ * checked with fstat(), so the file checked is the file used.
+ *
+ * Returns the fd (also stored in ch->fd, with its identity), or -1 with
+ * *why NULL when the path is just not usable yet (absent; a FIFO without a
+ * reader) or with *why saying why it is refused.
+ */
+static int chan_open_path(struct chan *ch, int acc, const char **why)
+{
+    struct stat st;
+    int fd;
+
+    *why = NULL;
+    fd = open(ch->path, acc | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if ( fd < 0 )
+    {
+        if ( errno == ELOOP )
+            *why = "a symbolic link";
+        else if ( errno != ENOENT && errno != ENXIO && errno != EINTR )
+            *why = strerror(errno);
+        return -1;
+    }
+
+    if ( fstat(fd, &st) )
+        *why = strerror(errno);
+    else
+        *why = fifo_check(&st);
+    if ( *why )
+    {
+        close(fd);
+        return -1;
+    }
+
+    ch->fd = fd;
+    ch->dev = st.st_dev;
+    ch->ino = st.st_ino;
+
+    return fd;
 }
 
 /* ------------------------------------------------------------------ */
@@ -295,6 +439,39 @@ static const char *stream_name(uint32_t stream)
     }
 }
 
+/* Wire names of the channel states, indexed by their enum value. */
+static const char *const stats_state_names[] = {
+    [REMUS_CKPT_STATS_OK] = "ok",
+    [REMUS_CKPT_STATS_REOPENED] = "reopened",
+};
+static const char *const ctl_state_names[] = {
+    [REMUS_CKPT_CTL_UNSET] = "unset",
+    [REMUS_CKPT_CTL_OK] = "ok",
+    [REMUS_CKPT_CTL_NOWRITER] = "nowriter",
+    [REMUS_CKPT_CTL_REFUSED] = "refused",
+    [REMUS_CKPT_CTL_REOPENING] = "reopening",
+    [REMUS_CKPT_CTL_FALLBACK] = "fallback",
+};
+#define NR_NAMES(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Append key (" key=") and the name of state v; nothing for 0 (not
+ * known).  -1 for a value that has no name: the record is not formatted.
+ */
+static int line_state(struct line *l, const char *key, uint32_t v,
+                      const char *const *names, size_t nr)
+{
+    if ( !v )
+        return 0;
+    if ( v >= nr || !names[v] )
+        return -1;
+
+    line_append(l, key, strlen(key));
+    line_append(l, names[v], strlen(names[v]));
+
+    return 0;
+}
+
 int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
                       size_t len)
 {
@@ -337,6 +514,11 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
     LINE_U64(&l, "gate_wait_ns", rec->gate_wait_ns);
     LINE_U64(&l, "dropped", rec->dropped);
     LINE_U64(&l, "ctl_rejected", rec->ctl_rejected);
+    if ( line_state(&l, " stats=", rec->stats_state, stats_state_names,
+                    NR_NAMES(stats_state_names)) ||
+         line_state(&l, " ctl=", rec->ctl_state, ctl_state_names,
+                    NR_NAMES(ctl_state_names)) )
+        return -1;
 
     /* The newline, then the NUL that buf must also hold. */
     if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
@@ -392,94 +574,114 @@ unsigned int remus_ckpt_parse_control(const char *line, size_t len)
 /* ------------------------------------------------------------------ */
 
 /*
- * Give up on control for the life of rc.  Exactly one line on stderr: a
- * misconfigured control pipe must be visible, but must not flood the log
- * of a save that goes on for days.  Once is structural: nothing leaves
- * CHAN_OFF, and only a usable channel can be refused.
+ * What control looks like now.  Leaving "a writer is there" starts the
+ * clock of the fallback (ctl_gone_since); coming back stops it.
  */
-static void ctl_refuse(struct remus_ckpt *rc, const char *what,
-                       const char *reason)
+static void ctl_set_cond(struct remus_ckpt *ckpt,
+                         enum remus_ckpt_ctl_state cond, uint64_t now)
 {
-    chan_close(&rc->ctl);
-    rc->ctl.fd = -1;
-    rc->ctl.state = CHAN_OFF;
+    ckpt->ctl_cond = cond;
+    if ( cond == REMUS_CKPT_CTL_OK )
+        ckpt->ctl_gone_since = 0;
+    else if ( !ckpt->ctl_gone_since )
+        ckpt->ctl_gone_since = now;
+}
 
-    fprintf(stderr, "remus-ckpt: refusing control %s: %s\n",
-            what ? what : "(unset)", reason);
+/*
+ * Control cannot be used: one line on stderr per episode (chan_warn()).  A
+ * path stays configured and is tried again (ctl_open_path()), so that a
+ * FIFO that was wrong for a moment heals; an fd:N never changes, and is
+ * given up.
+ */
+static void ctl_refuse(struct remus_ckpt *ckpt, const char *what,
+                       const char *reason, uint64_t now)
+{
+    chan_close(&ckpt->ctl);
+    if ( ckpt->ctl.state != CHAN_PATH )
+        chan_off(&ckpt->ctl);
+    ckpt->ctl.refused = 1;
+    chan_warn(&ckpt->ctl, "refusing control", what, reason);
+    ctl_set_cond(ckpt, REMUS_CKPT_CTL_REFUSED, now);
 }
 
 /* A partial line is lost (EOF, replaced FIFO): it counts as rejected. */
-static void ctl_discard_partial(struct remus_ckpt *rc)
+static void ctl_discard_partial(struct remus_ckpt *ckpt)
 {
-    if ( rc->line_len || rc->line_long )
-        rc->ctl_rejected++;
-    rc->line_len = 0;
-    rc->line_long = 0;
+    if ( ckpt->line_len || ckpt->line_long )
+        ckpt->ctl_rejected++;
+    ckpt->line_len = 0;
+    ckpt->line_long = 0;
 }
 
-static void ctl_end_line(struct remus_ckpt *rc)
+static void ctl_end_line(struct remus_ckpt *ckpt)
 {
     unsigned int v = 0;
 
-    if ( !rc->line_long )
-        v = remus_ckpt_parse_control(rc->line, rc->line_len);
+    if ( !ckpt->line_long )
+        v = remus_ckpt_parse_control(ckpt->line, ckpt->line_len);
 
-    /* Every valid line replaces the last: the last valid line wins. */
+    /*
+     * Every valid line replaces the last: the last valid line wins.  A
+     * command also ends the fallback: the controller is back.
+     */
     if ( v )
-        rc->cmd_interval_ms = v;
+    {
+        ckpt->cmd_interval_ms = v;
+        ckpt->fallback = 0;
+    }
     else
-        rc->ctl_rejected++;
+        ckpt->ctl_rejected++;
 
-    rc->line_len = 0;
-    rc->line_long = 0;
+    ckpt->ctl_lines++;
+    ckpt->line_len = 0;
+    ckpt->line_long = 0;
 }
 
-static void ctl_feed(struct remus_ckpt *rc, const char *buf, size_t n)
+static void ctl_feed(struct remus_ckpt *ckpt, const char *buf, size_t n)
 {
     size_t i;
 
     for ( i = 0; i < n; i++ )
     {
         if ( buf[i] == '\n' )
-            ctl_end_line(rc);
-        else if ( rc->line_len < sizeof(rc->line) )
-            rc->line[rc->line_len++] = buf[i];
+            ctl_end_line(ckpt);
+        else if ( ckpt->line_len < sizeof(ckpt->line) )
+            ckpt->line[ckpt->line_len++] = buf[i];
         else
-            rc->line_long = 1;
+            ckpt->line_long = 1;
     }
 }
 
 /*
- * Open the control FIFO by path.  O_NONBLOCK so that open() does not wait
- * for a writer; the checks are made with fstat() on the opened fd, so what
- * is checked is what is read (no window between check and open).
+ * Open the control FIFO by path (chan_open_path(): nothing waits for a
+ * writer, what is read is what was checked).  A refused path is tried
+ * again at most once per REFUSED_RECHECK_NS; an absent one at every call.
  */
-static void ctl_open_path(struct remus_ckpt *rc)
+static void ctl_open_path(struct remus_ckpt *ckpt, uint64_t now)
 {
-    struct stat st;
-    int fd;
+    const char *why;
 
-    fd = open(rc->ctl.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if ( fd < 0 )
+    if ( ckpt->ctl.refused && !chan_due(&ckpt->ctl, now, REFUSED_RECHECK_NS) )
+        return;
+    ckpt->ctl.checked = now;
+
+    if ( chan_open_path(&ckpt->ctl, O_RDONLY, &why) < 0 )
     {
-        /* Not there (yet, or being re-created): try again next checkpoint. */
-        if ( errno == ENOENT || errno == EINTR )
-            return;
-        ctl_refuse(rc, rc->ctl.path, strerror(errno));
+        if ( why )
+            ctl_refuse(ckpt, ckpt->ctl.path, why, now);
+        else
+        {
+            /* Not there (yet, or being re-created): not an error. */
+            ckpt->ctl.refused = 0;
+            ctl_set_cond(ckpt, REMUS_CKPT_CTL_REOPENING, now);
+        }
         return;
     }
-    rc->ctl.fd = fd;
 
-    if ( fstat(fd, &st) )
-        ctl_refuse(rc, rc->ctl.path, strerror(errno));
-    else if ( !S_ISFIFO(st.st_mode) )
-        ctl_refuse(rc, rc->ctl.path, "not a FIFO");
-    else if ( st.st_uid != geteuid() )
-        ctl_refuse(rc, rc->ctl.path, "not owned by this user");
-    else if ( st.st_mode & (S_IRWXG | S_IRWXO) )
-        ctl_refuse(rc, rc->ctl.path, "mode wider than 0600");
-    else
-        chan_note_identity(&rc->ctl, &st);
+    ckpt->ctl.refused = 0;
+    chan_healed(&ckpt->ctl);
+    /* Whether a writer is there, the first read tells (EAGAIN or EOF). */
+    ctl_set_cond(ckpt, REMUS_CKPT_CTL_NOWRITER, now);
 }
 
 /*
@@ -501,96 +703,136 @@ static const char *ctl_check_fd(int fd)
 
 /*
  * Make sure the control fd is open and acceptable; -1 if there is none.
- * (ctl.fd is -1 in every state but an open CHAN_PATH or CHAN_FD.)
+ * (ctl.fd is -1 in every state but an open CHAN_PATH or CHAN_FD.)  An open
+ * path is checked for having been replaced at most every PATH_RECHECK_NS,
+ * as the stats path is.
  */
-static int ctl_ensure(struct remus_ckpt *rc)
+static int ctl_ensure(struct remus_ckpt *ckpt, uint64_t now)
 {
-    if ( rc->ctl.state != CHAN_PATH )
-        return rc->ctl.fd;
+    if ( ckpt->ctl.state != CHAN_PATH )
+        return ckpt->ctl.fd;
 
-    if ( rc->ctl.fd >= 0 && chan_path_changed(&rc->ctl) )
+    if ( ckpt->ctl.fd >= 0 && chan_due(&ckpt->ctl, now, PATH_RECHECK_NS) &&
+         chan_path_changed(&ckpt->ctl) )
     {
         /* The FIFO was removed or re-created: follow the path. */
-        ctl_discard_partial(rc);
-        chan_close(&rc->ctl);
+        ctl_discard_partial(ckpt);
+        chan_close(&ckpt->ctl);
     }
-    if ( rc->ctl.fd < 0 )
-        ctl_open_path(rc);
+    if ( ckpt->ctl.fd < 0 )
+        ctl_open_path(ckpt, now);
 
-    return rc->ctl.fd;
+    return ckpt->ctl.fd;
 }
 
 /*
- * Stop reading the current control fd, losing (and counting) a partial
- * line: an fd:N is the caller's and is just no longer used; a path is
- * closed, to be reopened by whoever wants it back.
+ * The writer is gone (EOF) or the fd broke: stop reading it, losing (and
+ * counting) a partial line.  Deliberate decision: a FIFO is closed and
+ * reopened by path, because a read end that has seen EOF keeps reporting
+ * POLLHUP to poll() until it is reopened (the gate would spin), and
+ * because the consumer may come back with a new FIFO.  An fd:N pipe whose
+ * writers are gone can never see new data: it is just no longer used.
+ * Returns the fd to go on reading, or -1.
  */
-static void ctl_drop(struct remus_ckpt *rc)
+static int ctl_gone(struct remus_ckpt *ckpt, uint64_t now)
 {
-    ctl_discard_partial(rc);
-    if ( rc->ctl.state == CHAN_FD )
+    ctl_discard_partial(ckpt);
+    ctl_set_cond(ckpt, REMUS_CKPT_CTL_NOWRITER, now);
+    if ( ckpt->ctl.state != CHAN_PATH )
     {
-        rc->ctl.state = CHAN_OFF;
-        rc->ctl.fd = -1;
+        chan_off(&ckpt->ctl);
+        return -1;
     }
-    else
-        chan_close(&rc->ctl);
+
+    chan_close(&ckpt->ctl);
+    ctl_open_path(ckpt, now);
+
+    return ckpt->ctl.fd;
 }
 
 /*
- * All writers closed the control pipe.  Deliberate decision: a FIFO is
- * closed and reopened by path, because a read end that has seen EOF keeps
- * reporting POLLHUP to poll() until it is reopened (the gate would spin),
- * and because the consumer may come back with a new FIFO.  A partial line
- * left by the writer is discarded and counted.  An fd:N pipe whose writers
- * are gone can never see new data: it is just no longer used.
+ * Read what is available on the control pipe without blocking, up to
+ * CTL_READ_MAX_BYTES and CTL_READ_MAX_LINES (the rest waits for the next
+ * call).  At most one reopen after EOF per call: a reopened FIFO with no
+ * writer reads EOF again at once, and that is not news.
  */
-static int ctl_eof(struct remus_ckpt *rc)
-{
-    ctl_drop(rc);
-    if ( rc->ctl.state == CHAN_PATH )
-        ctl_open_path(rc);
-
-    return rc->ctl.fd;
-}
-
-/*
- * Drain everything available on the control pipe without blocking.  At
- * most one reopen after EOF per call: a reopened FIFO with no writer reads
- * EOF again at once, and that is not news.
- */
-static void ctl_read(struct remus_ckpt *rc)
+static void ctl_read(struct remus_ckpt *ckpt, uint64_t now)
 {
     char buf[256];
+    size_t budget = CTL_READ_MAX_BYTES;
+    uint64_t lines = ckpt->ctl_lines;
     ssize_t n;
-    int fd = ctl_ensure(rc);
+    int fd = ctl_ensure(ckpt, now);
     int reopened = 0;
 
-    while ( fd >= 0 )
+    while ( fd >= 0 && budget &&
+            ckpt->ctl_lines - lines < CTL_READ_MAX_LINES )
     {
-        n = read(fd, buf, sizeof(buf));
+        n = read(fd, buf, budget < sizeof(buf) ? budget : sizeof(buf));
         if ( n > 0 )
         {
-            ctl_feed(rc, buf, (size_t)n);
+            budget -= (size_t)n;
+            ctl_set_cond(ckpt, REMUS_CKPT_CTL_OK, now);
+            ctl_feed(ckpt, buf, (size_t)n);
             continue;
         }
         if ( n == 0 )
         {
             if ( reopened )
+            {
+                ctl_set_cond(ckpt, REMUS_CKPT_CTL_NOWRITER, now);
                 break;
-            fd = ctl_eof(rc);
+            }
+            fd = ctl_gone(ckpt, now);
             reopened = 1;
             continue;
         }
         if ( errno == EINTR )
             continue;
         if ( errno == EAGAIN || errno == EWOULDBLOCK )
+        {
+            /* An empty pipe with a writer (without one, read() is EOF). */
+            ctl_set_cond(ckpt, REMUS_CKPT_CTL_OK, now);
             break;
+        }
 
-        /* A read error on a pipe is not expected: stop using it quietly. */
-        ctl_drop(rc);
+        /* A read error on a pipe is not expected: stop using this fd. */
+        ctl_gone(ckpt, now);
         break;
     }
+}
+
+/*
+ * Has the control writer been gone long enough for the fallback interval?
+ * Sets ckpt->fallback (cleared by the next valid command) and, while it is
+ * not yet reached but the writer is gone, *switch_at: when it will be.
+ */
+static void ctl_check_fallback(struct remus_ckpt *ckpt, uint64_t now,
+                               uint64_t *switch_at)
+{
+    uint64_t at;
+
+    *switch_at = 0;
+    if ( !ckpt->fallback_ms || ckpt->fallback || !ckpt->ctl_gone_since ||
+         ckpt->ctl.state == CHAN_UNSET )
+        return;
+
+    at = ckpt->ctl_gone_since + ckpt->ctl_timeout_ns;
+    if ( now >= at )
+        ckpt->fallback = 1;
+    else
+        *switch_at = at;
+}
+
+/* The state of control for the record ("ctl=" on the wire). */
+static uint32_t ctl_state(const struct remus_ckpt *ckpt)
+{
+    if ( ckpt->ctl.state == CHAN_UNSET )
+        return REMUS_CKPT_CTL_UNSET;
+    if ( ckpt->fallback )
+        return REMUS_CKPT_CTL_FALLBACK;
+
+    return ckpt->ctl_cond;
 }
 
 /* ------------------------------------------------------------------ */
@@ -602,11 +844,12 @@ static void ctl_read(struct remus_ckpt *rc)
  * becomes readable, whichever comes first.  Returns with nothing learnt:
  * the caller re-reads control and recomputes the deadline.
  */
-static void gate_sleep(struct remus_ckpt *rc, uint64_t deadline, uint64_t now)
+static void gate_sleep(struct remus_ckpt *ckpt, uint64_t deadline,
+                       uint64_t now)
 {
     struct pollfd pfd;
     struct timespec ts;
-    int fd = rc->ctl.fd;
+    int fd = ckpt->ctl.fd;
 
     if ( fd < 0 )
     {
@@ -624,53 +867,88 @@ static void gate_sleep(struct remus_ckpt *rc, uint64_t deadline, uint64_t now)
     if ( ppoll(&pfd, 1, &ts, NULL) > 0 && (pfd.revents & POLLNVAL) )
     {
         /* Cannot happen with an fd we hold; do not spin if it does. */
-        ctl_refuse(rc, rc->ctl.path ? rc->ctl.path : "fd", "invalid fd");
+        ctl_refuse(ckpt, ckpt->ctl.path, "invalid fd", now);
     }
 }
 
-void remus_ckpt_gate(struct remus_ckpt *rc, int live)
+/*
+ * The interval to pace for now (0: none), and until when the gate may
+ * sleep before it must look again: the deadline, or earlier when the
+ * fallback will take over, or when an absent or refused control path is
+ * due to be looked at again.
+ */
+static unsigned int gate_plan(struct remus_ckpt *ckpt, uint64_t now,
+                              uint64_t *until)
 {
-    uint64_t now, deadline, wait_start = 0;
+    uint64_t switch_at, retry_at;
+    unsigned int interval;
+
+    ctl_check_fallback(ckpt, now, &switch_at);
+    interval = ckpt->fallback ? ckpt->fallback_ms : ckpt->cmd_interval_ms;
+    if ( !interval )
+        return 0;
+
+    *until = ckpt->prev_suspend + interval * NSEC_PER_MSEC;
+    if ( switch_at && switch_at < *until )
+        *until = switch_at;
+    if ( ckpt->ctl.state == CHAN_PATH && ckpt->ctl.fd < 0 )
+    {
+        retry_at = ckpt->ctl.checked + REFUSED_RECHECK_NS;
+        if ( retry_at < *until )
+            *until = retry_at;
+    }
+
+    return interval;
+}
+
+void remus_ckpt_gate(struct remus_ckpt *ckpt, int live)
+{
+    uint64_t now, until, wait_start = 0;
     unsigned int interval = 0;
 
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->cur.t_gate = now_ns();
-    rc->cur.live = live ? 1 : 0;
+    now = now_ns();
+    ckpt->cur.t_gate = now;
+    ckpt->cur.live = live ? 1 : 0;
 
-    ctl_read(rc);
+    ctl_read(ckpt, now);
 
     /*
      * Only a Remus stream past its live round with a previous checkpoint
      * is paced; COLO decides its checkpoints itself.  The deadline counts
-     * from the previous suspend, and is recomputed after every control
-     * input: a shorter interval ends the wait early, a longer one extends
-     * it.  A deadline already passed is not caught up on.
+     * from the previous suspend, and is recomputed after every wake: a
+     * shorter interval ends the wait early, a longer one extends it, the
+     * fallback replaces a dead controller's.  A deadline already passed is
+     * not caught up on, however much control input is waiting.
      */
-    if ( rc->stream == REMUS_CKPT_STREAM_REMUS && !live && rc->prev_suspend )
+    if ( ckpt->stream == REMUS_CKPT_STREAM_REMUS && !live &&
+         ckpt->prev_suspend )
     {
         for ( ;; )
         {
-            interval = rc->cmd_interval_ms;
-            if ( !interval )
-                break;
-            deadline = rc->prev_suspend + interval * NSEC_PER_MSEC;
             now = now_ns();
-            if ( now >= deadline )
+            interval = gate_plan(ckpt, now, &until);
+            if ( !interval || now >= ckpt->prev_suspend +
+                                     interval * NSEC_PER_MSEC )
                 break;
             if ( !wait_start )
                 wait_start = now;
-            gate_sleep(rc, deadline, now);
-            ctl_read(rc);
+            if ( until > now )
+                gate_sleep(ckpt, until, now);
+            ctl_read(ckpt, now_ns());
         }
     }
+    else
+        ctl_check_fallback(ckpt, now_ns(), &until);
 
     now = now_ns();
-    rc->cur.t_suspend = now;
-    rc->cur.gate_wait_ns = wait_start ? now - wait_start : 0;
-    rc->cur.interval_ms = interval;
-    rc->prev_suspend = now;
+    ckpt->cur.t_suspend = now;
+    ckpt->cur.gate_wait_ns = wait_start ? now - wait_start : 0;
+    ckpt->cur.interval_ms = interval;
+    ckpt->cur.ctl_state = ctl_state(ckpt);
+    ckpt->prev_suspend = now;
 }
 
 /* ------------------------------------------------------------------ */
@@ -678,31 +956,29 @@ void remus_ckpt_gate(struct remus_ckpt *rc, int live)
 /* ------------------------------------------------------------------ */
 
 /*
- * Open the stats path for writing.  O_NONBLOCK: a FIFO without a reader
- * fails with ENXIO instead of blocking, and a full one with EAGAIN.  No
- * O_CREAT: a typo must not litter files.  O_APPEND is harmless on a FIFO
- * and keeps concurrent writers of a regular file from overwriting.  now is
- * the time of this record: the identity noted here is as good as a check.
+ * Open the stats path for writing (chan_open_path(): a FIFO without a
+ * reader fails with ENXIO instead of blocking, and only a FIFO of ours is
+ * accepted).  A refused path is tried again at most once per
+ * REFUSED_RECHECK_NS, an absent one or one without a reader at every
+ * record.  now is the time of this record: the identity noted here is as
+ * good as a check.
  */
-static int stats_open_path(struct remus_ckpt *rc, uint64_t now)
+static int stats_open_path(struct remus_ckpt *ckpt, uint64_t now)
 {
-    struct stat st;
+    const char *why;
     int fd;
 
-    fd = open(rc->stats.path,
-              O_WRONLY | O_NONBLOCK | O_APPEND | O_CLOEXEC | O_NOCTTY);
-    if ( fd < 0 )
+    if ( ckpt->stats.refused &&
+         !chan_due(&ckpt->stats, now, REFUSED_RECHECK_NS) )
         return -1;
+    ckpt->stats.checked = now;
 
-    if ( fstat(fd, &st) )
-    {
-        close(fd);
-        return -1;
-    }
-
-    rc->stats.fd = fd;
-    chan_note_identity(&rc->stats, &st);
-    rc->stats_checked = now;
+    fd = chan_open_path(&ckpt->stats, O_WRONLY, &why);
+    ckpt->stats.refused = why != NULL;
+    if ( why )
+        chan_warn(&ckpt->stats, "cannot use stats", ckpt->stats.path, why);
+    if ( fd >= 0 )
+        ckpt->stats_reopened = 1;
 
     return fd;
 }
@@ -711,33 +987,30 @@ static int stats_open_path(struct remus_ckpt *rc, uint64_t now)
  * The fd to write the record of time now to, or -1.
  *
  * A stats path may be removed and created again (a consumer restarted with
- * a new FIFO): records must then follow the path.  stat() on every record
- * cost as much as the write itself, so the path's identity is checked:
+ * a new FIFO): records must then follow the path.  The path's identity is
+ * checked:
  *  - when the fd is not open: it is opened by path, which follows anyway;
  *  - after a write that failed (stats_write()): if the old FIFO lost its
  *    reader the write fails with EPIPE, if it is full with EAGAIN;
- *  - and at the first record STATS_RECHECK_NS (100 ms) or more after the
+ *  - and at the first record PATH_RECHECK_NS (100 ms) or more after the
  *    last check, for the one case writes cannot tell: the old FIFO still
  *    has a reader that keeps reading.  Records keep going to that reader
  *    until then.
  */
-static int stats_ensure(struct remus_ckpt *rc, uint64_t now)
+static int stats_ensure(struct remus_ckpt *ckpt, uint64_t now)
 {
-    if ( rc->stats.state == CHAN_FD )
-        return rc->stats.fd;
-    if ( rc->stats.state != CHAN_PATH )
+    if ( ckpt->stats.state == CHAN_FD )
+        return ckpt->stats.fd;
+    if ( ckpt->stats.state != CHAN_PATH )
         return -1;
 
-    if ( rc->stats.fd >= 0 && now - rc->stats_checked >= STATS_RECHECK_NS )
-    {
-        rc->stats_checked = now;
-        if ( chan_path_changed(&rc->stats) )
-            chan_close(&rc->stats);
-    }
-    if ( rc->stats.fd < 0 )
-        return stats_open_path(rc, now);
+    if ( ckpt->stats.fd >= 0 && chan_due(&ckpt->stats, now, PATH_RECHECK_NS) &&
+         chan_path_changed(&ckpt->stats) )
+        chan_close(&ckpt->stats);
+    if ( ckpt->stats.fd < 0 )
+        return stats_open_path(ckpt, now);
 
-    return rc->stats.fd;
+    return ckpt->stats.fd;
 }
 
 /*
@@ -802,150 +1075,319 @@ static int write_nosigpipe(int fd, const char *buf, size_t len)
 }
 
 /*
+ * One record to the stats fd: send() on a datagram or seqpacket socket (a
+ * message is whole or not sent; MSG_NOSIGNAL: no SIGPIPE), else a pipe
+ * write (whole or not written: under PIPE_BUF).  0 or -1 with errno.
+ */
+static int stats_send(struct remus_ckpt *ckpt, int fd, const char *buf,
+                      size_t len)
+{
+    ssize_t n;
+
+    if ( !ckpt->stats.sock )
+        return write_nosigpipe(fd, buf, len);
+
+    do {
+        n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while ( n < 0 && errno == EINTR );
+    if ( n < 0 )
+        return -1;
+    errno = 0;
+
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
  * After a failed write to the stats path: keep the fd (1) only for EAGAIN
  * on a path that still names the same file (the reader is slow).  Anything
  * else (EPIPE: the reader went away; EAGAIN on a replaced path: an old
  * reader stopped reading) closes it (0).
  */
-static int stats_keep_after(struct remus_ckpt *rc, int err, uint64_t now)
+static int stats_keep_after(struct remus_ckpt *ckpt, int err, uint64_t now)
 {
     if ( err == EAGAIN || err == EWOULDBLOCK )
     {
-        rc->stats_checked = now;
-        if ( !chan_path_changed(&rc->stats) )
+        ckpt->stats.checked = now;
+        if ( !chan_path_changed(&ckpt->stats) )
             return 1;
     }
 
-    chan_close(&rc->stats);
+    chan_close(&ckpt->stats);
     return 0;
 }
 
 /*
- * Write one formatted record of time now; on any failure the record is
- * dropped.  On a path, a write that failed with EPIPE, or with EAGAIN on a
- * replaced path, is followed by one more try on the path opened again: a
- * FIFO re-created by a new consumer then gets this record instead of
- * losing it.
+ * A write failed with err.  A full pipe (EAGAIN) or a reader that went
+ * away (EPIPE) is the consumer's ordinary life and only counts as dropped;
+ * anything else means the channel is broken, and is said once on stderr.
  */
-static int stats_write(struct remus_ckpt *rc, const char *buf, size_t len,
-                       uint64_t now)
+static void stats_failed(struct remus_ckpt *ckpt, const char *spec, int err)
 {
-    int fd = stats_ensure(rc, now);
-    int err;
+    if ( err == EAGAIN || err == EWOULDBLOCK || err == EPIPE ||
+         err == ECONNREFUSED || err == ENOBUFS )
+        return;
+
+    chan_warn(&ckpt->stats, "cannot use stats", spec,
+              err ? strerror(err) : "short write");
+}
+
+/* Format the current record with the stats state it is written in. */
+static int stats_format(struct remus_ckpt *ckpt, char *buf, size_t len)
+{
+    ckpt->cur.stats_state = ckpt->stats_reopened ? REMUS_CKPT_STATS_REOPENED
+                                                 : REMUS_CKPT_STATS_OK;
+
+    return remus_ckpt_format(&ckpt->cur, buf, len);
+}
+
+/*
+ * Format and write the current record of time now; on any failure it is
+ * dropped (-1).  On a path, a write that failed with EPIPE, or with EAGAIN
+ * on a replaced path, is followed by one more try on the path opened
+ * again: a FIFO re-created by a new consumer then gets this record instead
+ * of losing it.
+ */
+static int stats_write(struct remus_ckpt *ckpt, uint64_t now)
+{
+    char buf[REMUS_CKPT_RECORD_MAX + 1];
+    const char *spec = ckpt->stats.path;
+    int fd = stats_ensure(ckpt, now);
+    int n, err;
 
     if ( fd < 0 )
         return -1;
 
-    if ( !write_nosigpipe(fd, buf, len) )
-        return 0;
+    n = stats_format(ckpt, buf, sizeof(buf));
+    if ( n < 0 )
+        return -1;
+    if ( !stats_send(ckpt, fd, buf, (size_t)n) )
+        goto written;
 
     /* fd:N is the caller's: it is kept whatever happened. */
     err = errno;
-    if ( rc->stats.state != CHAN_PATH || stats_keep_after(rc, err, now) )
+    stats_failed(ckpt, spec, err);
+    if ( ckpt->stats.state != CHAN_PATH || stats_keep_after(ckpt, err, now) )
         return -1;
 
     /* Only a lost reader or a replaced path can be cured by reopening. */
     if ( err != EPIPE && err != EAGAIN && err != EWOULDBLOCK )
         return -1;
 
-    fd = stats_open_path(rc, now);
+    fd = stats_open_path(ckpt, now);
     if ( fd < 0 )
         return -1;
 
-    if ( !write_nosigpipe(fd, buf, len) )
-        return 0;
+    n = stats_format(ckpt, buf, sizeof(buf));
+    if ( n >= 0 && !stats_send(ckpt, fd, buf, (size_t)n) )
+        goto written;
 
-    stats_keep_after(rc, errno, now);
+    stats_failed(ckpt, spec, errno);
+    stats_keep_after(ckpt, errno, now);
     return -1;
+
+ written:
+    ckpt->stats_reopened = 0;
+    chan_healed(&ckpt->stats);
+    return 0;
+}
+
+/*
+ * A stats fd:N was handed over by the caller: a pipe or FIFO open for
+ * writing (made non-blocking), or a datagram or seqpacket socket (sent to
+ * with MSG_DONTWAIT).  Never a stream socket (a short write would tear a
+ * line), a regular file or a device.  Returns NULL or why not.
+ */
+static const char *stats_check_fd(struct chan *ch)
+{
+    struct stat st;
+    socklen_t len = sizeof(int);
+    int type;
+
+    if ( fstat(ch->fd, &st) )
+        return strerror(errno);
+    if ( S_ISFIFO(st.st_mode) )
+        return fd_check(ch->fd, O_RDONLY);
+    if ( !S_ISSOCK(st.st_mode) )
+        return "not a pipe, FIFO or datagram socket";
+
+    if ( getsockopt(ch->fd, SOL_SOCKET, SO_TYPE, &type, &len) )
+        return strerror(errno);
+    if ( type != SOCK_DGRAM && type != SOCK_SEQPACKET )
+        return "a stream socket (lines could be torn)";
+    ch->sock = 1;
+
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
 /* Public entry points                                                 */
 /* ------------------------------------------------------------------ */
 
-struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
-                                        uint32_t page_size,
-                                        const char *stats_spec,
-                                        const char *control_spec)
+/*
+ * Parse a number from the environment (NULL or "": unset, 0).  An invalid
+ * one is said once on stderr and is unset.
+ */
+static uint32_t env_ms(const char *name, uint32_t max)
 {
-    struct remus_ckpt *rc;
+    const char *s = getenv(name);
+    unsigned long v;
+
+    if ( !s || !*s )
+        return 0;
+    v = parse_decimal(s, max);
+    if ( !v )
+        fprintf(stderr, "remus-ckpt: ignoring %s=%s: not a number of ms in "
+                "1..%u\n", name, s, (unsigned int)max);
+
+    return (uint32_t)v;
+}
+
+/* A configured value out of range is said once on stderr and ignored. */
+static uint32_t cfg_ms(const char *name, uint32_t v, uint32_t max)
+{
+    if ( v <= max )
+        return v;
+    fprintf(stderr, "remus-ckpt: ignoring %s=%u: not in 1..%u\n", name,
+            (unsigned int)v, (unsigned int)max);
+
+    return 0;
+}
+
+struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
+                                       uint32_t page_size,
+                                       const struct remus_ckpt_config *cfg)
+{
+    struct remus_ckpt *ckpt;
+    const char *stats_spec = cfg ? cfg->stats_spec : NULL;
+    const char *control_spec = cfg ? cfg->control_spec : NULL;
     const char *why;
+    uint32_t timeout_ms;
+    uint64_t now;
 
     if ( (!stats_spec || !*stats_spec) && (!control_spec || !*control_spec) )
         return NULL;
     if ( !stream_name(stream) )
         return NULL;
 
-    rc = calloc(1, sizeof(*rc));
-    if ( !rc )
+    ckpt = calloc(1, sizeof(*ckpt));
+    if ( !ckpt )
         return NULL;
 
-    rc->domid = domid;
-    rc->stream = stream;
-    rc->page_size = page_size;
+    now = now_ns();
+    ckpt->domid = domid;
+    ckpt->stream = stream;
+    ckpt->page_size = page_size;
 
     /*
      * A stats spec that cannot be used is reported once; the records are
      * then all counted as dropped (they are still kept for _last()).
      */
-    why = chan_init(&rc->stats, stats_spec);
-    if ( !why && rc->stats.state == CHAN_FD )
-        why = fd_check(rc->stats.fd, O_RDONLY);
+    why = chan_init(&ckpt->stats, stats_spec);
+    if ( !why && ckpt->stats.state == CHAN_FD )
+        why = stats_check_fd(&ckpt->stats);
     if ( why )
     {
-        fprintf(stderr, "remus-ckpt: cannot use stats %s: %s\n",
-                stats_spec, why);
-        rc->stats.state = CHAN_OFF;
-        rc->stats.fd = -1;
+        chan_warn(&ckpt->stats, "cannot use stats", stats_spec, why);
+        chan_off(&ckpt->stats);
     }
 
-    why = chan_init(&rc->ctl, control_spec);
-    if ( !why && rc->ctl.state == CHAN_FD )
-        why = ctl_check_fd(rc->ctl.fd);
+    /* Until a writer is seen, the fallback's clock runs from here. */
+    ckpt->ctl_cond = REMUS_CKPT_CTL_REOPENING;
+    ckpt->ctl_gone_since = now;
+    why = chan_init(&ckpt->ctl, control_spec);
+    if ( !why && ckpt->ctl.state == CHAN_FD )
+        why = ctl_check_fd(ckpt->ctl.fd);
     if ( why )
-        ctl_refuse(rc, control_spec, why);
+    {
+        chan_off(&ckpt->ctl);
+        ctl_refuse(ckpt, control_spec, why, now);
+    }
+    else if ( ckpt->ctl.state == CHAN_FD )
+        ckpt->ctl_cond = REMUS_CKPT_CTL_NOWRITER;
+
+    if ( ckpt->ctl.state != CHAN_UNSET )
+    {
+        ckpt->fallback_ms = cfg_ms(REMUS_CKPT_ENV_FALLBACK, cfg->fallback_ms,
+                                   REMUS_CKPT_INTERVAL_MAX_MS);
+        timeout_ms = cfg_ms(REMUS_CKPT_ENV_CONTROL_TIMEOUT,
+                            cfg->control_timeout_ms,
+                            REMUS_CKPT_CONTROL_TIMEOUT_MAX_MS);
+        if ( !timeout_ms )
+            timeout_ms = REMUS_CKPT_CONTROL_TIMEOUT_DEFAULT_MS;
+        ckpt->ctl_timeout_ns = timeout_ms * NSEC_PER_MSEC;
+    }
 
     /* The control FIFO is opened at the first gate, not here. */
-    return rc;
+    return ckpt;
+}
+
+struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
+                                        uint32_t page_size,
+                                        const char *stats_spec,
+                                        const char *control_spec)
+{
+    struct remus_ckpt_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.stats_spec = stats_spec;
+    cfg.control_spec = control_spec;
+
+    return remus_ckpt_open_cfg(domid, stream, page_size, &cfg);
 }
 
 struct remus_ckpt *remus_ckpt_open(uint32_t domid, unsigned int stream,
                                    uint32_t page_size)
 {
-    return remus_ckpt_open_with(domid, stream, page_size,
-                                getenv(REMUS_CKPT_ENV_STATS),
-                                getenv(REMUS_CKPT_ENV_CONTROL));
+    struct remus_ckpt_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.stats_spec = getenv(REMUS_CKPT_ENV_STATS);
+    cfg.control_spec = getenv(REMUS_CKPT_ENV_CONTROL);
+    if ( (!cfg.stats_spec || !*cfg.stats_spec) &&
+         (!cfg.control_spec || !*cfg.control_spec) )
+        return NULL;
+
+    /* Read (and complained about) only when control is configured. */
+    if ( cfg.control_spec && *cfg.control_spec )
+    {
+        cfg.fallback_ms = env_ms(REMUS_CKPT_ENV_FALLBACK,
+                                 REMUS_CKPT_INTERVAL_MAX_MS);
+        cfg.control_timeout_ms = env_ms(REMUS_CKPT_ENV_CONTROL_TIMEOUT,
+                                        REMUS_CKPT_CONTROL_TIMEOUT_MAX_MS);
+    }
+
+    return remus_ckpt_open_cfg(domid, stream, page_size, &cfg);
 }
 
-void remus_ckpt_close(struct remus_ckpt *rc)
+void remus_ckpt_close(struct remus_ckpt *ckpt)
 {
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    chan_close(&rc->stats);
-    chan_close(&rc->ctl);
-    free(rc->stats.path);
-    free(rc->ctl.path);
-    free(rc);
+    chan_close(&ckpt->stats);
+    chan_close(&ckpt->ctl);
+    free(ckpt->stats.path);
+    free(ckpt->ctl.path);
+    free(ckpt);
 }
 
-void remus_ckpt_mark(struct remus_ckpt *rc, unsigned int mark)
+void remus_ckpt_mark(struct remus_ckpt *ckpt, unsigned int mark)
 {
     uint64_t *t;
 
-    if ( !rc )
+    if ( !ckpt )
         return;
 
     switch ( mark )
     {
     case REMUS_CKPT_MARK_SUSPENDED:
-        t = &rc->cur.t_suspended;
+        t = &ckpt->cur.t_suspended;
         break;
     case REMUS_CKPT_MARK_SENT:
-        t = &rc->cur.t_sent;
+        t = &ckpt->cur.t_sent;
         break;
     case REMUS_CKPT_MARK_RESUMED:
-        t = &rc->cur.t_resumed;
+        t = &ckpt->cur.t_resumed;
         break;
     default:
         return;
@@ -954,71 +1396,65 @@ void remus_ckpt_mark(struct remus_ckpt *rc, unsigned int mark)
     *t = now_ns();
 }
 
-void remus_ckpt_dirty(struct remus_ckpt *rc, uint64_t dirty_pages,
+void remus_ckpt_dirty(struct remus_ckpt *ckpt, uint64_t dirty_pages,
                       uint64_t deferred_pages)
 {
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->cur.dirty_pages = dirty_pages;
-    rc->cur.deferred_pages = deferred_pages;
+    ckpt->cur.dirty_pages = dirty_pages;
+    ckpt->cur.deferred_pages = deferred_pages;
 }
 
-void remus_ckpt_wrote(struct remus_ckpt *rc, uint64_t bytes, uint64_t pages)
+void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes, uint64_t pages)
 {
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->cur.bytes_sent += bytes;
-    rc->cur.pages_sent += pages;
+    ckpt->cur.bytes_sent += bytes;
+    ckpt->cur.pages_sent += pages;
 }
 
-void remus_ckpt_wrote_raw(struct remus_ckpt *rc, uint64_t bytes)
+void remus_ckpt_wrote_raw(struct remus_ckpt *ckpt, uint64_t bytes)
 {
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->cur.bytes_raw += bytes;
+    ckpt->cur.bytes_raw += bytes;
 }
 
-void remus_ckpt_emit(struct remus_ckpt *rc)
+void remus_ckpt_emit(struct remus_ckpt *ckpt)
 {
-    char buf[REMUS_CKPT_RECORD_MAX + 1];
-    int n;
-
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->cur.t_done = now_ns();
-    rc->cur.seq = rc->seq;
-    rc->cur.domid = rc->domid;
-    rc->cur.stream = rc->stream;
-    rc->cur.page_size = rc->page_size;
-    rc->cur.cmd_interval_ms = rc->cmd_interval_ms;
-    rc->cur.dropped = rc->dropped;
-    rc->cur.ctl_rejected = rc->ctl_rejected;
+    ckpt->cur.t_done = now_ns();
+    ckpt->cur.seq = ckpt->seq;
+    ckpt->cur.domid = ckpt->domid;
+    ckpt->cur.stream = ckpt->stream;
+    ckpt->cur.page_size = ckpt->page_size;
+    ckpt->cur.cmd_interval_ms = ckpt->cmd_interval_ms;
+    ckpt->cur.dropped = ckpt->dropped;
+    ckpt->cur.ctl_rejected = ckpt->ctl_rejected;
 
-    if ( rc->stats.state != CHAN_UNSET )
-    {
-        n = remus_ckpt_format(&rc->cur, buf, sizeof(buf));
-        if ( n < 0 || stats_write(rc, buf, (size_t)n, rc->cur.t_done) )
-            rc->dropped++;
-    }
+    if ( ckpt->stats.state != CHAN_UNSET &&
+         stats_write(ckpt, ckpt->cur.t_done) )
+        ckpt->dropped++;
 
-    rc->last = rc->cur;
+    ckpt->last = ckpt->cur;
 
     /* Next checkpoint; prev_suspend (kept by the gate) survives this. */
-    memset(&rc->cur, 0, sizeof(rc->cur));
-    rc->seq++;
+    memset(&ckpt->cur, 0, sizeof(ckpt->cur));
+    ckpt->seq++;
 }
 
-int remus_ckpt_last(const struct remus_ckpt *rc,
+int remus_ckpt_last(const struct remus_ckpt *ckpt,
                     struct remus_ckpt_record *out)
 {
-    if ( !rc || !out || !rc->seq )
+    if ( !ckpt || !out || !ckpt->seq )
         return -1;
 
-    *out = rc->last;
+    *out = ckpt->last;
     return 0;
 }
 
@@ -1026,12 +1462,12 @@ int remus_ckpt_last(const struct remus_ckpt *rc,
 /* Dirty-count probe                                                   */
 /* ------------------------------------------------------------------ */
 
-void remus_ckpt_set_probe(struct remus_ckpt *rc, remus_ckpt_probe_fn *probe,
+void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
                           void *arg)
 {
-    if ( !rc )
+    if ( !ckpt )
         return;
 
-    rc->probe = probe;
-    rc->probe_arg = probe ? arg : NULL;
+    ckpt->probe = probe;
+    ckpt->probe_arg = probe ? arg : NULL;
 }

@@ -9,19 +9,19 @@
  *
  * Life cycle, per saved domain (one struct remus_ckpt per save context):
  *
- *   rc = remus_ckpt_open(domid, stream, page_size);  NULL: unconfigured
- *   remus_ckpt_set_probe(rc, probe, arg)  how to read the running dirty count
+ *   ckpt = remus_ckpt_open(domid, stream, page_size);  NULL: unconfigured
+ *   remus_ckpt_set_probe(ckpt, probe, arg)  how to read the running dirty count
  *   per checkpoint:
- *     remus_ckpt_gate(rc, live)           just before suspending the guest
- *     remus_ckpt_mark(rc, SUSPENDED)      guest is paused
- *     remus_ckpt_dirty(rc, dirty, defer)  from the log-dirty CLEAN
- *     remus_ckpt_wrote(rc, bytes, pages)  from every write to the stream
- *     remus_ckpt_mark(rc, SENT)           checkpoint written to the stream
- *     remus_ckpt_mark(rc, RESUMED)        postcopy returned: guest runs
- *     remus_ckpt_emit(rc)                 checkpoint committed: one record
- *   remus_ckpt_close(rc)
+ *     remus_ckpt_gate(ckpt, live)           just before suspending the guest
+ *     remus_ckpt_mark(ckpt, SUSPENDED)      guest is paused
+ *     remus_ckpt_dirty(ckpt, dirty, defer)  from the log-dirty CLEAN
+ *     remus_ckpt_wrote(ckpt, bytes, pages)  from every write to the stream
+ *     remus_ckpt_mark(ckpt, SENT)           checkpoint written to the stream
+ *     remus_ckpt_mark(ckpt, RESUMED)        postcopy returned: guest runs
+ *     remus_ckpt_emit(ckpt)                 checkpoint committed: one record
+ *   remus_ckpt_close(ckpt)
  *
- * Every function accepts rc == NULL and then does nothing, so that an
+ * Every function accepts ckpt == NULL and then does nothing, so that an
  * unconfigured save (neither REMUS_CKPT_STATS nor REMUS_CKPT_CONTROL set)
  * costs one pointer test per hook and changes nothing.
  *
@@ -44,6 +44,15 @@
 /* Environment variables read by remus_ckpt_open(): a path, or "fd:N". */
 #define REMUS_CKPT_ENV_STATS "REMUS_CKPT_STATS"
 #define REMUS_CKPT_ENV_CONTROL "REMUS_CKPT_CONTROL"
+/*
+ * Interval (1..REMUS_CKPT_INTERVAL_MAX_MS) the gate falls back to once the
+ * control writer has been gone for the control timeout; unset: none.
+ */
+#define REMUS_CKPT_ENV_FALLBACK "REMUS_CKPT_FALLBACK_MS"
+/* That timeout, 1..REMUS_CKPT_CONTROL_TIMEOUT_MAX_MS; unset: the default. */
+#define REMUS_CKPT_ENV_CONTROL_TIMEOUT "REMUS_CKPT_CONTROL_TIMEOUT_MS"
+#define REMUS_CKPT_CONTROL_TIMEOUT_DEFAULT_MS 10000u
+#define REMUS_CKPT_CONTROL_TIMEOUT_MAX_MS 600000u
 
 enum remus_ckpt_stream {
     REMUS_CKPT_STREAM_REMUS = 1,  /* paced by the gate */
@@ -54,6 +63,22 @@ enum remus_ckpt_mark {
     REMUS_CKPT_MARK_SUSPENDED = 1, /* suspend_domain() returned */
     REMUS_CKPT_MARK_SENT = 2,      /* checkpoint record written */
     REMUS_CKPT_MARK_RESUMED = 3,   /* postcopy callback returned */
+};
+
+/* The stats channel when a record was written ("stats=" on the wire). */
+enum remus_ckpt_stats_state {
+    REMUS_CKPT_STATS_OK = 1,       /* steady */
+    REMUS_CKPT_STATS_REOPENED = 2, /* path (re)opened since the last record */
+};
+
+/* Control at the gate ("ctl=" on the wire). */
+enum remus_ckpt_ctl_state {
+    REMUS_CKPT_CTL_UNSET = 1,      /* not configured */
+    REMUS_CKPT_CTL_OK = 2,         /* open, with a writer */
+    REMUS_CKPT_CTL_NOWRITER = 3,   /* open, no writer (EOF) */
+    REMUS_CKPT_CTL_REFUSED = 4,    /* refused; a path is rechecked */
+    REMUS_CKPT_CTL_REOPENING = 5,  /* path absent (yet or again) */
+    REMUS_CKPT_CTL_FALLBACK = 6,   /* writer gone too long: fallback interval */
 };
 
 /*
@@ -82,14 +107,25 @@ struct remus_ckpt_record {
     uint64_t gate_wait_ns;    /* time spent waiting in the gate */
     uint64_t dropped;         /* records lost before this one */
     uint64_t ctl_rejected;    /* control lines refused so far */
+    uint32_t stats_state;     /* enum remus_ckpt_stats_state; 0: not written */
+    uint32_t ctl_state;       /* enum remus_ckpt_ctl_state; 0: no gate */
+};
+
+/* What remus_ckpt_open() reads from the environment, given explicitly. */
+struct remus_ckpt_config {
+    const char *stats_spec;      /* path or "fd:N"; NULL or "": unset */
+    const char *control_spec;    /* path or "fd:N"; NULL or "": unset */
+    uint32_t fallback_ms;        /* 0: no fallback */
+    uint32_t control_timeout_ms; /* 0: REMUS_CKPT_CONTROL_TIMEOUT_DEFAULT_MS */
 };
 
 struct remus_ckpt;
 
 /*
- * Configure from REMUS_CKPT_STATS / REMUS_CKPT_CONTROL.  Returns NULL when
- * neither is set (or on allocation failure): every other call is then a
- * no-op.  stream is an enum remus_ckpt_stream.
+ * Configure from REMUS_CKPT_STATS / REMUS_CKPT_CONTROL (and, with control,
+ * REMUS_CKPT_FALLBACK_MS / REMUS_CKPT_CONTROL_TIMEOUT_MS).  Returns NULL
+ * when neither channel is set (or on allocation failure): every other call
+ * is then a no-op.  stream is an enum remus_ckpt_stream.
  */
 struct remus_ckpt *remus_ckpt_open(uint32_t domid, unsigned int stream,
                                    uint32_t page_size);
@@ -103,32 +139,41 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
                                         const char *stats_spec,
                                         const char *control_spec);
 
-void remus_ckpt_close(struct remus_ckpt *rc);
+/*
+ * As remus_ckpt_open(), with everything given in cfg (which is not kept).
+ * A fallback or timeout out of range gets one stderr line and is ignored.
+ */
+struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
+                                       uint32_t page_size,
+                                       const struct remus_ckpt_config *cfg);
+
+void remus_ckpt_close(struct remus_ckpt *ckpt);
 
 /*
  * Pace the next checkpoint: read the control pipe, then, for a Remus
  * stream that is not live and has a previous checkpoint, sleep until
- * t_suspend(previous) + interval_ms, waking at once on new control input.
- * Records t_gate and t_suspend.
+ * t_suspend(previous) + interval_ms, waking at once on new control input
+ * and when the fallback interval takes over.  Records t_gate, t_suspend
+ * and the state of control.
  */
-void remus_ckpt_gate(struct remus_ckpt *rc, int live);
+void remus_ckpt_gate(struct remus_ckpt *ckpt, int live);
 
-void remus_ckpt_mark(struct remus_ckpt *rc, unsigned int mark);
+void remus_ckpt_mark(struct remus_ckpt *ckpt, unsigned int mark);
 
-void remus_ckpt_dirty(struct remus_ckpt *rc, uint64_t dirty_pages,
+void remus_ckpt_dirty(struct remus_ckpt *ckpt, uint64_t dirty_pages,
                       uint64_t deferred_pages);
 
 /* Count bytes (and pages) written to the migration stream. */
-void remus_ckpt_wrote(struct remus_ckpt *rc, uint64_t bytes, uint64_t pages);
+void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes, uint64_t pages);
 
 /* Count bytes before compression (legacy save with compression only). */
-void remus_ckpt_wrote_raw(struct remus_ckpt *rc, uint64_t bytes);
+void remus_ckpt_wrote_raw(struct remus_ckpt *ckpt, uint64_t bytes);
 
 /*
  * End of checkpoint: record t_done, write one record without blocking
  * (dropped and counted when it cannot be written), start the next one.
  */
-void remus_ckpt_emit(struct remus_ckpt *rc);
+void remus_ckpt_emit(struct remus_ckpt *ckpt);
 
 /*
  * Format rec as one record line into buf (NUL-terminated).  Returns the
@@ -156,13 +201,13 @@ typedef int remus_ckpt_probe_fn(void *arg, uint64_t *dirty_pages);
 /*
  * Install the probe, called by the Xen hook right after remus_ckpt_open().
  * arg is passed to every call and must stay valid until remus_ckpt_close().
- * probe NULL: no probe.  rc NULL: no-op.
+ * probe NULL: no probe.  ckpt NULL: no-op.
  */
-void remus_ckpt_set_probe(struct remus_ckpt *rc, remus_ckpt_probe_fn *probe,
+void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
                           void *arg);
 
 /* Copy of the last completed record, for tests; 0 on success, -1 if none. */
-int remus_ckpt_last(const struct remus_ckpt *rc,
+int remus_ckpt_last(const struct remus_ckpt *ckpt,
                     struct remus_ckpt_record *out);
 
 #endif /* REMUS_CKPT_H */

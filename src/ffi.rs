@@ -32,6 +32,16 @@ pub enum Mark {
     Resumed,
 }
 
+/// What the save side does when its controller is gone: after
+/// `control_timeout_ms` without a control writer, pace at `interval_ms`
+/// (REMUS_CKPT_FALLBACK_MS / REMUS_CKPT_CONTROL_TIMEOUT_MS). Zeros: no
+/// fallback, default timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fallback {
+    pub interval_ms: u32,
+    pub control_timeout_ms: u32,
+}
+
 /// Owner of one `struct remus_ckpt`: the C library as the save loop uses
 /// it, for the simulator. Dropping it calls `remus_ckpt_close`.
 #[derive(Debug)]
@@ -55,6 +65,26 @@ impl Ckpt {
         stats_spec: Option<&str>,
         control_spec: Option<&str>,
     ) -> Result<Option<Ckpt>> {
+        Self::open_cfg(
+            domid,
+            stream,
+            page_size,
+            stats_spec,
+            control_spec,
+            Fallback::default(),
+        )
+    }
+
+    /// As [`Ckpt::open_with`], with the fallback that `remus_ckpt_open`
+    /// reads from REMUS_CKPT_FALLBACK_MS / REMUS_CKPT_CONTROL_TIMEOUT_MS.
+    pub fn open_cfg(
+        domid: u32,
+        stream: CkptStream,
+        page_size: u32,
+        stats_spec: Option<&str>,
+        control_spec: Option<&str>,
+        fallback: Fallback,
+    ) -> Result<Option<Ckpt>> {
         let stats = stats_spec
             .map(CString::new)
             .transpose()
@@ -67,23 +97,22 @@ impl Ckpt {
             CkptStream::Remus => remus_ckpt_stream_REMUS_CKPT_STREAM_REMUS,
             CkptStream::Colo => remus_ckpt_stream_REMUS_CKPT_STREAM_COLO,
         };
-        // SAFETY: the specs are NUL-terminated strings (or NULL) that live
-        // across the call; the library copies what it keeps.
-        let raw = unsafe {
-            remus_ckpt_open_with(
-                domid,
-                stream,
-                page_size,
-                stats.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-                control.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            )
+        let cfg = remus_ckpt_config {
+            stats_spec: stats.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            control_spec: control.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            fallback_ms: fallback.interval_ms,
+            control_timeout_ms: fallback.control_timeout_ms,
         };
+        // SAFETY: cfg is a valid config whose specs are NUL-terminated
+        // strings (or NULL) that live across the call; the library copies
+        // what it keeps and does not keep cfg.
+        let raw = unsafe { remus_ckpt_open_cfg(domid, stream, page_size, &cfg) };
         Ok(NonNull::new(raw).map(|raw| Ckpt { raw }))
     }
 
     /// Paces the next checkpoint (may sleep) and stamps its suspend time.
     pub fn gate(&mut self, live: bool) {
-        // SAFETY: self.raw came from remus_ckpt_open_with and is not closed.
+        // SAFETY: self.raw came from remus_ckpt_open_cfg and is not closed.
         unsafe { remus_ckpt_gate(self.raw.as_ptr(), i32::from(live)) }
     }
 

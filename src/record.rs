@@ -58,6 +58,14 @@ pub struct Record {
     pub dropped: u64,
     /// Control lines the save side refused so far.
     pub ctl_rejected: u64,
+    /// `stats=`: the stats channel when the record was written (`ok`,
+    /// `reopened`); `None` from writers that predate the key. Values this
+    /// build does not know are kept as they are.
+    pub stats_state: Option<String>,
+    /// `ctl=`: control at the gate (`unset`, `ok`, `nowriter`, `refused`,
+    /// `reopening`, `fallback`); `None` when absent (older writers, or no
+    /// gate in this checkpoint).
+    pub ctl_state: Option<String>,
 }
 
 impl Record {
@@ -186,6 +194,15 @@ fn num<T: TryFrom<u64>>(key: &str, value: &str) -> Result<T, ParseError> {
     T::try_from(n).map_err(|_| bad(key, value))
 }
 
+/// A state word (`stats=`, `ctl=`): lower-case letters, kept as written so
+/// that states added later still parse.
+fn state(key: &str, value: &str) -> Result<String, ParseError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(bad(key, value));
+    }
+    Ok(value.to_string())
+}
+
 fn bad(key: &str, value: &str) -> ParseError {
     ParseError::BadValue {
         key: key.to_string(),
@@ -269,6 +286,8 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
         "gate_wait_ns" => rec.gate_wait_ns = num(key, value)?,
         "dropped" => rec.dropped = num(key, value)?,
         "ctl_rejected" => rec.ctl_rejected = num(key, value)?,
+        "stats" => rec.stats_state = Some(state(key, value)?),
+        "ctl" => rec.ctl_state = Some(state(key, value)?),
         // Forward compatibility: keys of newer writers are ignored.
         _ => {}
     }
@@ -311,6 +330,12 @@ fn format_line(rec: &Record) -> String {
         rec.dropped,
         rec.ctl_rejected
     ));
+    if let Some(s) = &rec.stats_state {
+        line.insert_str(line.len() - 1, &format!(" stats={s}"));
+    }
+    if let Some(c) = &rec.ctl_state {
+        line.insert_str(line.len() - 1, &format!(" ctl={c}"));
+    }
     line
 }
 
@@ -337,6 +362,35 @@ mod tests {
         assert_eq!(rec.cmd_interval_ms, 250);
         assert_eq!(rec.dropped, 2);
         assert_eq!(format_line(&rec), LINE);
+    }
+
+    #[test]
+    fn parses_channel_states_and_reads_old_records_without_them() {
+        let old = parse_line(LINE).unwrap();
+        assert_eq!((old.stats_state, old.ctl_state), (None, None));
+
+        let line = LINE.replace(
+            "ctl_rejected=1",
+            "ctl_rejected=1 stats=reopened ctl=fallback",
+        );
+        let rec = parse_line(&line).unwrap();
+        assert_eq!(rec.stats_state.as_deref(), Some("reopened"));
+        assert_eq!(rec.ctl_state.as_deref(), Some("fallback"));
+        assert_eq!(format_line(&rec), line);
+
+        // A state this build does not know yet still parses.
+        let rec =
+            parse_line(&LINE.replace("ctl_rejected=1", "ctl_rejected=1 ctl=sleeping")).unwrap();
+        assert_eq!(rec.ctl_state.as_deref(), Some("sleeping"));
+        for bad in ["ctl=", "ctl=OK", "stats=ok;rm", "stats=1"] {
+            assert!(
+                matches!(
+                    parse_line(&LINE.replace("ctl_rejected=1", &format!("ctl_rejected=1 {bad}"))),
+                    Err(ParseError::BadValue { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -388,12 +442,14 @@ mod tests {
         #[test]
         fn round_trip(seq in any::<u64>(), dirty in any::<u64>(), bytes in any::<u64>(),
                       raw in proptest::option::of(any::<u64>()), live in any::<bool>(),
-                      t in any::<[u64; 6]>(), interval in any::<u32>(), dropped in any::<u64>()) {
+                      t in any::<[u64; 6]>(), interval in any::<u32>(), dropped in any::<u64>(),
+                      stats_state in proptest::option::of("[a-z]{1,9}"),
+                      ctl_state in proptest::option::of("[a-z]{1,9}")) {
             let rec = Record {
                 seq, dirty_pages: dirty, pages_sent: dirty, bytes_sent: bytes, bytes_raw: raw,
                 live, page_size: 4096, t_gate_ns: t[0], t_suspend_ns: t[1], t_suspended_ns: t[2],
                 t_sent_ns: t[3], t_resumed_ns: t[4], t_done_ns: t[5], interval_ms: interval,
-                cmd_interval_ms: interval, dropped, ..Record::default()
+                cmd_interval_ms: interval, dropped, stats_state, ctl_state, ..Record::default()
             };
             prop_assert_eq!(parse_line(&format_line(&rec)), Ok(rec));
         }

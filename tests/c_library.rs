@@ -262,13 +262,82 @@ const KEYS: [&str; 22] = [
     "bytes_raw",
 ];
 
-/// The keys a record line must carry, in order.
+/// The numeric keys a record line must carry, in order (the state keys
+/// `stats=` / `ctl=` may follow: see [`state_keys`]).
 fn expected_keys(with_raw: bool) -> Vec<&'static str> {
     let mut k: Vec<&str> = KEYS[..21].to_vec();
     if with_raw {
         k.insert(10, "bytes_raw");
     }
     k
+}
+
+/// Every key of a record: the numeric ones, then `stats` (written by the
+/// library: always on the wire) and `ctl` (when the gate ran).
+fn all_keys(with_raw: bool, with_ctl: bool) -> Vec<&'static str> {
+    let mut k = expected_keys(with_raw);
+    k.push("stats");
+    if with_ctl {
+        k.push("ctl");
+    }
+    k
+}
+
+const STATS_STATES: [(u32, &str); 2] = [
+    (ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_OK, "ok"),
+    (
+        ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
+        "reopened",
+    ),
+];
+const CTL_STATES: [(u32, &str); 6] = [
+    (ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_UNSET, "unset"),
+    (ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_OK, "ok"),
+    (
+        ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_NOWRITER,
+        "nowriter",
+    ),
+    (ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REFUSED, "refused"),
+    (
+        ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
+        "reopening",
+    ),
+    (
+        ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_FALLBACK,
+        "fallback",
+    ),
+];
+
+fn state_name(table: &[(u32, &'static str)], v: u32) -> &'static str {
+    table
+        .iter()
+        .find(|(n, _)| *n == v)
+        .unwrap_or_else(|| panic!("state {v}"))
+        .1
+}
+
+fn state_value(table: &[(u32, &'static str)], name: &str) -> u32 {
+    table
+        .iter()
+        .find(|(_, n)| *n == name)
+        .unwrap_or_else(|| panic!("state {name}"))
+        .0
+}
+
+/// The ctl= state of a record, by name.
+fn ctl(r: &ffi::remus_ckpt_record) -> &'static str {
+    if r.ctl_state == 0 {
+        return "(none)";
+    }
+    state_name(&CTL_STATES, r.ctl_state)
+}
+
+/// The stats= state of a record, by name.
+fn stats(r: &ffi::remus_ckpt_record) -> &'static str {
+    if r.stats_state == 0 {
+        return "(none)";
+    }
+    state_name(&STATS_STATES, r.stats_state)
 }
 
 /// Split a record line into (key, value) pairs, checking its framing.
@@ -314,7 +383,16 @@ fn stream_name(s: u32) -> &'static str {
 
 /// Parse a record line back into the C struct (the inverse of format).
 fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
-    let kv = parse_line(line);
+    let mut kv = parse_line(line);
+    // The state words, which only come last and in this order.
+    let mut ctl_state = 0;
+    let mut stats_state = 0;
+    if kv.last().is_some_and(|(k, _)| k == "ctl") {
+        ctl_state = state_value(&CTL_STATES, &kv.pop().unwrap().1);
+    }
+    if kv.last().is_some_and(|(k, _)| k == "stats") {
+        stats_state = state_value(&STATS_STATES, &kv.pop().unwrap().1);
+    }
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
     let raw = keys.contains(&"bytes_raw");
     assert_eq!(keys, expected_keys(raw), "keys and order of {line:?}");
@@ -347,6 +425,8 @@ fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
         gate_wait_ns: num(&kv, "gate_wait_ns"),
         dropped: num(&kv, "dropped"),
         ctl_rejected: num(&kv, "ctl_rejected"),
+        stats_state,
+        ctl_state,
     }
 }
 
@@ -383,6 +463,14 @@ fn reference_line(r: &ffi::remus_ckpt_record) -> String {
         r.dropped,
         r.ctl_rejected
     );
+    s.pop();
+    if r.stats_state != 0 {
+        s += &format!(" stats={}", state_name(&STATS_STATES, r.stats_state));
+    }
+    if r.ctl_state != 0 {
+        s += &format!(" ctl={}", state_name(&CTL_STATES, r.ctl_state));
+    }
+    s.push('\n');
     s
 }
 
@@ -443,7 +531,7 @@ fn record_round_trip_through_fifo() {
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         keys,
-        expected_keys(false),
+        all_keys(false, true),
         "no bytes_raw without compression"
     );
     assert_eq!(num(&kv, "v"), 1);
@@ -480,6 +568,8 @@ fn record_round_trip_through_fifo() {
     assert_eq!(num(&kv, "gate_wait_ns"), 0);
     assert_eq!(num(&kv, "dropped"), 0);
     assert_eq!(num(&kv, "ctl_rejected"), 0);
+    assert_eq!(kv[21].1, "reopened", "the path was just opened");
+    assert_eq!(kv[22].1, "unset", "no control configured");
 
     // remus_ckpt_last() is the same record, and format() gives the same line.
     let last = rc.last().unwrap();
@@ -497,7 +587,8 @@ fn record_round_trip_through_fifo() {
     assert_eq!(got.len(), 1);
     let kv = parse_line(&got[0]);
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, expected_keys(true));
+    assert_eq!(keys, all_keys(true, true));
+    assert_eq!(kv[22].1, "ok", "the same FIFO, steady");
     assert_eq!(num(&kv, "seq"), 1);
     assert_eq!(num(&kv, "live"), 0);
     assert_eq!(num(&kv, "dirty_pages"), 0);
@@ -513,26 +604,29 @@ fn record_round_trip_through_fifo() {
     // Third: bytes_raw was reset too.
     rc.emit();
     let kv = parse_line(&lines(&read_available(&reader))[0]);
-    assert!(!kv.iter().any(|(k, _)| k == "bytes_raw"));
+    let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        all_keys(false, false),
+        "no bytes_raw, no gate: no ctl"
+    );
     assert_eq!(num(&kv, "seq"), 2);
     assert_eq!(num(&kv, "t_gate"), 0, "no gate this checkpoint");
 }
 
 #[test]
-fn record_to_regular_file_appends() {
+fn record_to_regular_file_refused() {
+    // A regular file is never written: on a hung filesystem its write()
+    // blocks whatever O_NONBLOCK says, and the path may be anyone's file.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stats.log");
     std::fs::write(&path, "existing\n").unwrap();
     let mut rc = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).unwrap();
     rc.checkpoint(true);
-    rc.checkpoint(false);
+    let r = rc.checkpoint(false);
     drop(rc);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let l = lines(&text);
-    assert_eq!(l.len(), 3);
-    assert_eq!(l[0], "existing\n", "O_APPEND, never truncated");
-    let r1 = record_from_line(&l[2]);
-    assert_eq!((r1.seq, r1.stream, r1.live), (1, COLO, 0));
+    assert_eq!(r.dropped, 1, "every record dropped");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "existing\n");
 
     // A stats path that does not exist is not created.
     let missing = dir.path().join("missing");
@@ -567,6 +661,8 @@ fn format_limits() {
         gate_wait_ns: u64::MAX,
         dropped: u64::MAX,
         ctl_rejected: u64::MAX,
+        stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
+        ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
     };
     assert!(reference_line(&max).len() > RECORD_MAX);
     assert_eq!(
@@ -600,6 +696,9 @@ fn format_limits() {
         gate_wait_ns: 60_000 * MS,
         dropped: 9_999_999_999,
         ctl_rejected: 9_999_999_999,
+        // The longest state names.
+        stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
+        ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);
@@ -622,6 +721,26 @@ fn format_limits() {
         .contains(" live=1 "));
     odd.stream = 3;
     assert_eq!(format(&odd, 600).0, -1);
+
+    // A state without a wire name is not formatted either; 0 leaves the
+    // key out.
+    for (stats_state, ctl_state) in [(3, 1), (1, 7), (u32::MAX, 1), (1, u32::MAX)] {
+        let r = ffi::remus_ckpt_record {
+            stats_state,
+            ctl_state,
+            ..big
+        };
+        assert_eq!(format(&r, 600).0, -1, "{stats_state} {ctl_state}");
+    }
+    let r = ffi::remus_ckpt_record {
+        stats_state: 0,
+        ctl_state: 0,
+        ..big
+    };
+    let (n, buf) = format(&r, 600);
+    assert!(std::str::from_utf8(&buf[..n as usize])
+        .unwrap()
+        .ends_with(" ctl_rejected=9999999999\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -690,10 +809,12 @@ fn unconfigured_is_null_and_noop() {
 #[test]
 fn open_reads_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("env-stats");
-    std::fs::write(&file, "").unwrap();
+    let stats_fifo = dir.path().join("env-stats");
+    mkfifo(&stats_fifo, 0o600);
+    let reader = fifo_reader(&stats_fifo);
 
-    let run = |stats: Option<&str>, control: Option<&str>, expect: &str| {
+    // Returns the child's stderr.
+    let run = |env: &[(&str, Option<&str>)], expect: &str| -> String {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
@@ -702,30 +823,45 @@ fn open_reads_environment() {
             "--nocapture",
             "--test-threads=1",
         ]);
-        for (k, v) in [("REMUS_CKPT_STATS", stats), ("REMUS_CKPT_CONTROL", control)] {
-            match v {
+        for k in [
+            "REMUS_CKPT_STATS",
+            "REMUS_CKPT_CONTROL",
+            "REMUS_CKPT_FALLBACK_MS",
+            "REMUS_CKPT_CONTROL_TIMEOUT_MS",
+        ] {
+            match env.iter().find(|(name, _)| *name == k).and_then(|e| e.1) {
                 Some(v) => cmd.env(k, v),
                 None => cmd.env_remove(k),
             };
         }
         cmd.env("RCK_TEST_EXPECT", expect);
         let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.success(),
-            "child ({stats:?}, {control:?}, {expect}): {}\n{}",
+            "child ({env:?}, {expect}): {}\n{stderr}",
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
         );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("1 passed"),
             "child really ran"
         );
+        stderr
     };
+    let stats = stats_fifo.to_str().unwrap();
 
-    run(None, None, "null");
-    run(Some(""), Some(""), "null");
-    run(Some(file.to_str().unwrap()), None, "record");
-    let l = lines(&std::fs::read_to_string(&file).unwrap());
+    run(&[], "null");
+    run(
+        &[
+            ("REMUS_CKPT_STATS", Some("")),
+            ("REMUS_CKPT_CONTROL", Some("")),
+        ],
+        "null",
+    );
+    // A fallback alone configures nothing.
+    run(&[("REMUS_CKPT_FALLBACK_MS", Some("20"))], "null");
+    run(&[("REMUS_CKPT_STATS", Some(stats))], "record");
+    let l = lines(&read_available(&reader));
     assert_eq!(l.len(), 1);
     let rec = record_from_line(&l[0]);
     assert_eq!((rec.domid, rec.stream, rec.live), (42, COLO, 1));
@@ -733,7 +869,47 @@ fn open_reads_environment() {
     // Control only is "configured" too (records then just go nowhere).
     let fifo = dir.path().join("env-ctl");
     mkfifo(&fifo, 0o600);
-    run(Some(""), Some(fifo.to_str().unwrap()), "non-null");
+    let ctl = fifo.to_str().unwrap();
+    run(
+        &[
+            ("REMUS_CKPT_STATS", Some("")),
+            ("REMUS_CKPT_CONTROL", Some(ctl)),
+        ],
+        "non-null",
+    );
+
+    // The fallback and its timeout, from the environment: with no writer
+    // ever on control, the gate paces at the fallback after the timeout.
+    let stderr = run(
+        &[
+            ("REMUS_CKPT_CONTROL", Some(ctl)),
+            ("REMUS_CKPT_FALLBACK_MS", Some("20")),
+            ("REMUS_CKPT_CONTROL_TIMEOUT_MS", Some("100")),
+        ],
+        "fallback",
+    );
+    assert!(!stderr.contains("remus-ckpt:"), "{stderr}");
+
+    // Invalid values: one line each, and no fallback.
+    let stderr = run(
+        &[
+            ("REMUS_CKPT_CONTROL", Some(ctl)),
+            ("REMUS_CKPT_FALLBACK_MS", Some("020")),
+            ("REMUS_CKPT_CONTROL_TIMEOUT_MS", Some("600001")),
+        ],
+        "no-fallback",
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("remus-ckpt:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "remus-ckpt: ignoring REMUS_CKPT_FALLBACK_MS=020: not a number of ms in 1..60000",
+            "remus-ckpt: ignoring REMUS_CKPT_CONTROL_TIMEOUT_MS=600001: not a number of ms in 1..600000",
+        ]
+    );
 }
 
 #[test]
@@ -745,17 +921,29 @@ fn child_open_env() {
     // SAFETY: plain call; it reads the environment this child was started
     // with and returns an owned pointer or NULL.
     let raw = unsafe { ffi::remus_ckpt_open(42, COLO, 4096) };
+    if expect == "null" {
+        assert!(raw.is_null());
+        return;
+    }
+    let mut rc = Ckpt {
+        raw: NonNull::new(raw).expect("configured"),
+    };
     match expect.as_str() {
-        "null" => assert!(raw.is_null()),
-        "non-null" => {
-            // SAFETY: raw is non-NULL from remus_ckpt_open, closed once.
-            unsafe { ffi::remus_ckpt_close(NonNull::new(raw).expect("configured").as_ptr()) }
-        }
+        "non-null" => {}
         "record" => {
-            let mut rc = Ckpt {
-                raw: NonNull::new(raw).expect("configured"),
-            };
             rc.checkpoint(true);
+        }
+        "fallback" | "no-fallback" => {
+            // COLO is not paced, but its records say what control is.
+            rc.checkpoint(true);
+            std::thread::sleep(Duration::from_millis(150));
+            let r = rc.checkpoint(false);
+            let want = if expect == "fallback" {
+                "fallback"
+            } else {
+                "nowriter"
+            };
+            assert_eq!(ctl(&r), want);
         }
         e => panic!("{e}"),
     }
@@ -1004,6 +1192,26 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
     if rc.last().unwrap().dropped != 6 {
         return 14;
     }
+
+    // Case D: a seqpacket socket whose peer is gone: send() with
+    // MSG_NOSIGNAL, EPIPE every time, no signal at all.
+    let mut sv = [0; 2];
+    // SAFETY: sv has room for two fds; the peer end is ours to close.
+    unsafe {
+        if libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, sv.as_mut_ptr()) != 0 {
+            return 15;
+        }
+        libc::close(sv[1]);
+    }
+    let Some(mut rc) = Ckpt::open(REMUS, Some(&format!("fd:{}", sv[0])), None) else {
+        return 16;
+    };
+    for _ in 0..5 {
+        rc.checkpoint(false);
+    }
+    if rc.last().unwrap().dropped != 4 || sigpipe_state() != (false, false) {
+        return 17;
+    }
     0
 }
 
@@ -1158,6 +1366,10 @@ fn control_rejects_bad_lines_last_valid_wins() {
     w.write_all(input.as_bytes()).unwrap();
     let rejected = 11;
 
+    // At most 4 KiB of control input is read per gate wake: this 5.4 KB
+    // takes two gates.
+    assert!(input.len() > 4096 && input.len() <= 2 * 4096);
+    rc.gate(true);
     rc.gate(true);
     rc.emit();
     let r = rc.last().unwrap();
@@ -1539,9 +1751,11 @@ fn control_fifo_recreated() {
     w1.write_all(b"interval_ms=100\n").unwrap();
     assert_eq!(rc.checkpoint(false).cmd_interval_ms, 100);
 
-    // New FIFO at the same path; the old writer stays open (no EOF).
+    // New FIFO at the same path; the old writer stays open (no EOF).  The
+    // path's identity is checked at most every 100 ms, as for stats.
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
+    std::thread::sleep(Duration::from_millis(150));
     rc.gate(false); // notices the new inode and opens it
     let mut w2 = fifo_writer(&path);
     w2.write_all(b"interval_ms=200\n").unwrap();
@@ -1550,11 +1764,13 @@ fn control_fifo_recreated() {
     let r = rc.checkpoint(false);
     assert_eq!((r.cmd_interval_ms, r.ctl_rejected), (200, 0));
 
-    // A replacement that is not acceptable is refused, control stops.
+    // A replacement that is not acceptable is refused.
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, "interval_ms=300\n").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
     let r = rc.checkpoint(false);
     assert_eq!(r.cmd_interval_ms, 200, "a regular file is never read");
+    assert_eq!(ctl(&r), "refused");
 }
 
 // ---------------------------------------------------------------------------
@@ -1851,29 +2067,34 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
         any::<u64>(),
         prop_oneof![Just(REMUS), Just(COLO)],
         any::<bool>(),
+        (0u32..=2, 0u32..=6),
     )
-        .prop_map(|(u, w, raw, seq, stream, live)| ffi::remus_ckpt_record {
-            seq,
-            domid: w[0],
-            stream,
-            live: live as u32,
-            page_size: w[1],
-            dirty_pages: u[0],
-            deferred_pages: u[1],
-            pages_sent: u[2],
-            bytes_sent: u[3],
-            bytes_raw: if raw % 3 == 0 { 0 } else { raw },
-            t_gate: u[4],
-            t_suspend: u[5],
-            t_suspended: u[6],
-            t_sent: u[7],
-            t_resumed: u[8],
-            t_done: u[9],
-            interval_ms: w[2],
-            cmd_interval_ms: w[3],
-            gate_wait_ns: u[10],
-            dropped: u[11],
-            ctl_rejected: u64::from(w[4]),
+        .prop_map(|(u, w, raw, seq, stream, live, (stats_state, ctl_state))| {
+            ffi::remus_ckpt_record {
+                seq,
+                domid: w[0],
+                stream,
+                live: live as u32,
+                page_size: w[1],
+                dirty_pages: u[0],
+                deferred_pages: u[1],
+                pages_sent: u[2],
+                bytes_sent: u[3],
+                bytes_raw: if raw % 3 == 0 { 0 } else { raw },
+                t_gate: u[4],
+                t_suspend: u[5],
+                t_suspended: u[6],
+                t_sent: u[7],
+                t_resumed: u[8],
+                t_done: u[9],
+                interval_ms: w[2],
+                cmd_interval_ms: w[3],
+                gate_wait_ns: u[10],
+                dropped: u[11],
+                ctl_rejected: u64::from(w[4]),
+                stats_state,
+                ctl_state,
+            }
         })
 }
 
@@ -1899,4 +2120,526 @@ proptest! {
             prop_assert!(records_equal(&record_from_line(got), &rec));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// 9. A hostile dom0: paths, fds, floods and a dead controller
+// ---------------------------------------------------------------------------
+
+/// A connected pair of Unix sockets of type `ty`.
+fn socketpair(ty: libc::c_int) -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors socketpair writes.
+    let r =
+        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just created and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Every message (or byte run) waiting on `fd`, without blocking.
+fn recv_all(fd: &OwnedFd) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: buf is writable for its length; fd is open.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            return out;
+        }
+        out.push(buf[..n as usize].to_vec());
+    }
+}
+
+fn open_cfg(
+    stream: u32,
+    stats: Option<&str>,
+    control: Option<&str>,
+    fallback_ms: u32,
+    control_timeout_ms: u32,
+) -> Option<Ckpt> {
+    let s = stats.map(cstring);
+    let c = control.map(cstring);
+    let cfg = ffi::remus_ckpt_config {
+        stats_spec: opt_ptr(&s),
+        control_spec: opt_ptr(&c),
+        fallback_ms,
+        control_timeout_ms,
+    };
+    // SAFETY: cfg and the specs it points to live until the call returns;
+    // open_cfg copies what it keeps and returns an owned pointer or NULL.
+    let raw = unsafe { ffi::remus_ckpt_open_cfg(7, stream, 4096, &cfg) };
+    NonNull::new(raw).map(|raw| Ckpt { raw })
+}
+
+/// Runs the ignored child test `name` and returns its stderr, split into
+/// the `remus-ckpt:` lines printed after each `case NAME` marker.
+fn child_warnings(name: &str) -> Vec<(String, Vec<String>)> {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child: {}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child really ran"
+    );
+    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
+    for l in stderr.lines() {
+        if let Some(name) = l.strip_prefix("case ") {
+            cases.push((name.to_owned(), Vec::new()));
+        } else if l.starts_with("remus-ckpt: ") {
+            cases
+                .last_mut()
+                .expect("warning after a case marker")
+                .1
+                .push(l.to_owned());
+        }
+    }
+    cases
+}
+
+/// (case, reasons of the stderr lines it must print, in order).
+const STATS_REFUSALS: [(&str, &[&str]); 11] = [
+    ("regular-file", &[": not a FIFO"]),
+    ("symlink-to-root-file", &[": a symbolic link"]),
+    ("symlink-to-fifo", &[": a symbolic link"]),
+    ("proc-self-comm", &[": not a FIFO"]),
+    ("dev-null", &[": not a FIFO"]),
+    ("fifo-0644", &[": mode wider than 0600"]),
+    ("fifo-other-owner", &[": not owned by this user"]),
+    (
+        "fd-stream-socket",
+        &[": a stream socket (lines could be torn)"],
+    ),
+    ("fd-dev-null", &[": not a pipe, FIFO or datagram socket"]),
+    (
+        "fd-regular-file",
+        &[": not a pipe, FIFO or datagram socket"],
+    ),
+    // Refused, healed (chmod 0600), refused again: one line per episode.
+    (
+        "heals-and-breaks-again",
+        &[": mode wider than 0600", ": mode wider than 0600"],
+    ),
+];
+
+#[test]
+fn stats_hostile_targets_refused_with_one_line() {
+    let cases = child_warnings("child_stats_hostile");
+    let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        STATS_REFUSALS.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    );
+    for ((name, warnings), (_, reasons)) in cases.iter().zip(STATS_REFUSALS) {
+        assert_eq!(warnings.len(), reasons.len(), "{name}: {warnings:?}");
+        for (w, reason) in warnings.iter().zip(reasons) {
+            assert!(
+                w.starts_with("remus-ckpt: cannot use stats "),
+                "{name}: {w}"
+            );
+            assert!(
+                w.ends_with(reason),
+                "{name}: {w:?} should end with {reason:?}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "child process of stats_hostile_targets_refused_with_one_line"]
+fn child_stats_hostile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // SAFETY: geteuid() has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+
+    // Three checkpoints to `spec`: every record dropped, without blocking.
+    let all_dropped = |name: &str, spec: &str| {
+        let spec = spec.to_owned();
+        let name = name.to_owned();
+        within(20, move || {
+            let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+            for _ in 0..3 {
+                rc.checkpoint(false);
+            }
+            let r = rc.last().unwrap();
+            assert_eq!((r.dropped, r.stats_state), (2, 0), "{name}: dropped");
+        });
+    };
+
+    eprintln!("case regular-file");
+    let file = d.join("file");
+    std::fs::write(&file, "existing\n").unwrap();
+    all_dropped("regular-file", file.to_str().unwrap());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "existing\n");
+
+    // A root-owned file behind a symlink (we are root in CI: the file is
+    // root's) must not get records appended.
+    eprintln!("case symlink-to-root-file");
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    all_dropped("symlink-to-root-file", link.to_str().unwrap());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "existing\n");
+
+    // Even a good FIFO is not reached through a final symlink.
+    eprintln!("case symlink-to-fifo");
+    let fifo = d.join("fifo");
+    mkfifo(&fifo, 0o600);
+    let reader = fifo_reader(&fifo);
+    let link2 = d.join("link2");
+    std::os::unix::fs::symlink(&fifo, &link2).unwrap();
+    all_dropped("symlink-to-fifo", link2.to_str().unwrap());
+    assert_eq!(read_available(&reader), "");
+
+    // A procfs file takes what is written as a command: /proc/self/comm
+    // would rename this process.  (/proc/sysrq-trigger is refused by the
+    // same fstat() rule, and is deliberately never tried here.)
+    eprintln!("case proc-self-comm");
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    all_dropped("proc-self-comm", "/proc/self/comm");
+    assert_eq!(std::fs::read_to_string("/proc/self/comm").unwrap(), comm);
+
+    eprintln!("case dev-null");
+    all_dropped("dev-null", "/dev/null");
+
+    eprintln!("case fifo-0644");
+    let wide = d.join("wide");
+    mkfifo(&wide, 0o644);
+    let wide_reader = fifo_reader(&wide);
+    all_dropped("fifo-0644", wide.to_str().unwrap());
+    assert_eq!(read_available(&wide_reader), "");
+
+    eprintln!("case fifo-other-owner");
+    let other = d.join("other");
+    mkfifo(&other, 0o600);
+    let other_reader = fifo_reader(&other);
+    let other_c = cstring(other.to_str().unwrap());
+    // SAFETY: other_c is a NUL-terminated path that outlives the call.
+    let chowned = unsafe { libc::chown(other_c.as_ptr(), 65534, 65534) } == 0;
+    assert!(chowned || !root, "chown as root");
+    if chowned {
+        all_dropped("fifo-other-owner", other.to_str().unwrap());
+        assert_eq!(read_available(&other_reader), "");
+    } else {
+        eprintln!("SKIPPED: fifo-other-owner needs root to chown");
+        eprintln!("remus-ckpt: cannot use stats (skipped): not owned by this user");
+    }
+
+    // A stream socket may take part of a line (short write): torn lines.
+    eprintln!("case fd-stream-socket");
+    let (ours, peer) = socketpair(libc::SOCK_STREAM);
+    all_dropped("fd-stream-socket", &format!("fd:{}", ours.as_raw_fd()));
+    assert!(recv_all(&peer).is_empty());
+
+    eprintln!("case fd-dev-null");
+    let null = OpenOptions::new().write(true).open("/dev/null").unwrap();
+    all_dropped("fd-dev-null", &format!("fd:{}", null.as_raw_fd()));
+
+    eprintln!("case fd-regular-file");
+    let f = OpenOptions::new().append(true).open(&file).unwrap();
+    all_dropped("fd-regular-file", &format!("fd:{}", f.as_raw_fd()));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "existing\n");
+
+    // A path that is wrong for a moment heals: it is looked at again (at
+    // most once a second), and records flow once it is right.
+    eprintln!("case heals-and-breaks-again");
+    let path = d.join("heal");
+    mkfifo(&path, 0o644);
+    let heal_reader = fifo_reader(&path);
+    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
+    for _ in 0..3 {
+        rc.checkpoint(false);
+    }
+    assert_eq!(read_available(&heal_reader), "");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    rc.checkpoint(false);
+    let got = lines(&read_available(&heal_reader));
+    assert_eq!(got.len(), 1, "healed: {got:?}");
+    let r = record_from_line(&got[0]);
+    assert_eq!((r.seq, r.dropped, stats(&r)), (3, 3, "reopened"));
+    rc.checkpoint(false);
+    assert_eq!(stats(&rc.last().unwrap()), "ok");
+    // Broken again: a new, too wide FIFO in its place (noticed within
+    // 100 ms), a second episode, a second line.
+    std::fs::remove_file(&path).unwrap();
+    mkfifo(&path, 0o644);
+    let wide_again = fifo_reader(&path);
+    std::thread::sleep(Duration::from_millis(150));
+    for _ in 0..3 {
+        rc.checkpoint(false);
+    }
+    assert_eq!(read_available(&wide_again), "");
+    assert_eq!(rc.last().unwrap().dropped, 5, "the two before the last");
+    drop((heal_reader, wide_reader, reader, other_reader));
+}
+
+#[test]
+fn stats_to_datagram_and_seqpacket_sockets() {
+    for ty in [libc::SOCK_DGRAM, libc::SOCK_SEQPACKET] {
+        let (ours, peer) = socketpair(ty);
+        let spec = format!("fd:{}", ours.as_raw_fd());
+        let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+        rc.checkpoint(true);
+        rc.checkpoint(false);
+        rc.checkpoint(false);
+        // One whole record per message.
+        let msgs = recv_all(&peer);
+        assert_eq!(msgs.len(), 3, "type {ty}");
+        for (i, m) in msgs.iter().enumerate() {
+            let r = record_from_line(std::str::from_utf8(m).unwrap());
+            assert_eq!((r.seq, r.dropped, stats(&r)), (i as u64, 0, "ok"));
+        }
+
+        // A peer that does not read: the socket fills, records are dropped
+        // and counted, and nothing blocks.
+        let moved = SendCkpt(rc);
+        let (rc, ours) = within(20, move || {
+            let moved = moved; // the whole SendCkpt, not its field
+            let mut rc = moved.0;
+            while rc.checkpoint(false).dropped == 0 {
+                assert!(rc.last().unwrap().seq < 1_000_000, "never filled");
+            }
+            (SendCkpt(rc), ours)
+        });
+        let mut rc = rc.0;
+        let last = rc.last().unwrap();
+        let queued = recv_all(&peer).len() as u64;
+        let r = rc.checkpoint(false);
+        assert_eq!(r.seq, last.seq + 1);
+        assert_eq!(
+            r.dropped,
+            last.seq + 1 - 3 - queued,
+            "type {ty}: every record lost when full is counted"
+        );
+        assert!(r.dropped >= 1);
+        assert_eq!(recv_all(&peer).len(), 1);
+
+        // The peer goes away: EPIPE/ECONNREFUSED, no SIGPIPE (the test
+        // process would not notice one: closed_reader_does_not_kill_the_process
+        // checks that), records dropped.
+        drop(peer);
+        let before = rc.last().unwrap().dropped;
+        rc.checkpoint(false);
+        assert_eq!(rc.last().unwrap().dropped, before, "counted at the next");
+        rc.checkpoint(false);
+        assert_eq!(rc.last().unwrap().dropped, before + 1);
+        drop(rc);
+        drop(ours);
+    }
+}
+
+#[test]
+fn control_flood_is_read_in_bounded_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctl");
+    mkfifo(&path, 0o600);
+    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    rc.checkpoint(true);
+    let mut w = fifo_writer(&path);
+    w.write_all(b"interval_ms=1\n").unwrap();
+    assert_eq!(rc.checkpoint(false).cmd_interval_ms, 1);
+
+    // A writer that refills the pipe with (rejected) lines as fast as it
+    // is read.
+    set_nonblock(&w, false);
+    let wfd = w.as_raw_fd();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let chunk = b"x\n".repeat(2048);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if w.write_all(&chunk).is_err() {
+                break; // EPIPE once the save side is closed
+            }
+        }
+    });
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD on the pipe's write end (held open by the flood
+        // thread until stop) writes one c_int.
+        assert_eq!(unsafe { libc::ioctl(wfd, libc::FIONREAD, &mut n) }, 0);
+        n
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while queued() < 32 * 1024 {
+        assert!(Instant::now() < end, "the flood never filled the pipe");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // The deadline has passed: one bounded read (4 KiB, and no read after
+    // 128 lines: at most 128 + 128 two-byte lines from the last 256-byte
+    // read), then the gate suspends.  Draining the pipe while the writer
+    // refills it would parse 16384 lines or more.
+    std::thread::sleep(Duration::from_millis(5));
+    let before = rc.last().unwrap().ctl_rejected;
+    let r = rc.checkpoint(false);
+    let parsed = r.ctl_rejected - before;
+    assert!(parsed > 0 && parsed <= 256, "{parsed} lines in one gate");
+    assert_eq!((r.interval_ms, r.cmd_interval_ms, ctl(&r)), (1, 1, "ok"));
+
+    // Paced at 1 ms under the flood: every gate returns (generously).
+    for i in 0..20 {
+        let t = Instant::now();
+        let r = rc.checkpoint(false);
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "gate {i} took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.interval_ms, 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(rc); // closes the read end: the flood's write fails with EPIPE
+    flood.join().unwrap();
+}
+
+#[test]
+fn control_writer_death_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctl");
+    mkfifo(&path, 0o600);
+    let p = path.to_str().unwrap();
+    let mut rc = open_cfg(REMUS, None, Some(p), 20, 300).unwrap();
+    assert_eq!(ctl(&rc.checkpoint(true)), "nowriter");
+
+    // A controller commands one checkpoint a minute, then dies.
+    let mut w = fifo_writer(&path);
+    w.write_all(b"interval_ms=60000\n").unwrap();
+    drop(w);
+    let t = Instant::now();
+    let r = rc.checkpoint(false);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the gate woke to switch to the fallback: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        (r.interval_ms, r.cmd_interval_ms, ctl(&r)),
+        (20, 60000, "fallback")
+    );
+    assert!(r.gate_wait_ns >= 300 * MS, "not before the timeout");
+
+    // Paced at the fallback from then on.
+    let mut prev = r.t_suspend;
+    for _ in 0..5 {
+        let r = rc.checkpoint(false);
+        assert_eq!((r.interval_ms, ctl(&r)), (20, "fallback"));
+        assert!(r.t_suspend - prev >= 20 * MS);
+        prev = r.t_suspend;
+    }
+
+    // The controller comes back and commands: it takes over, and an idle
+    // writer that stays is no reason to fall back.
+    let mut w = fifo_writer(&path);
+    w.write_all(b"interval_ms=50\n").unwrap();
+    let r = rc.checkpoint(false);
+    assert_eq!((r.interval_ms, r.cmd_interval_ms, ctl(&r)), (50, 50, "ok"));
+    std::thread::sleep(Duration::from_millis(400));
+    let r = rc.checkpoint(false);
+    assert_eq!((r.interval_ms, ctl(&r)), (50, "ok"));
+    drop(w);
+
+    // Without a fallback, the dead controller's interval stays.
+    let (r_end, mut w) = pipe();
+    let spec = format!("fd:{}", r_end.as_raw_fd());
+    let mut rc = open_cfg(REMUS, None, Some(&spec), 0, 1).unwrap();
+    rc.checkpoint(true);
+    w.write_all(b"interval_ms=30\n").unwrap();
+    drop(w);
+    std::thread::sleep(Duration::from_millis(20));
+    let r = rc.checkpoint(false);
+    assert_eq!((r.interval_ms, ctl(&r)), (30, "nowriter"));
+    let r = rc.checkpoint(false);
+    assert_eq!((r.interval_ms, ctl(&r)), (30, "nowriter"));
+}
+
+#[test]
+fn control_heals_and_warns_once_per_episode() {
+    let cases = child_warnings("child_control_heals");
+    let got: Vec<(&str, Vec<&str>)> = cases
+        .iter()
+        .map(|(n, w)| (n.as_str(), w.iter().map(String::as_str).collect()))
+        .collect();
+    let p = |n: &str| format!("remus-ckpt: refusing control {n}");
+    let dir_prefix = got
+        .iter()
+        .flat_map(|(_, w)| w.iter())
+        .next()
+        .and_then(|w| w.strip_prefix(&p("")))
+        .and_then(|w| w.split_once(": "))
+        .map(|(path, _)| path.to_owned())
+        .expect("a refusal line");
+    assert_eq!(
+        got,
+        vec![
+            (
+                "wide",
+                vec![format!("{}{dir_prefix}: mode wider than 0600", p("")).as_str()]
+            ),
+            ("still-wide", vec![]),
+            ("healed", vec![]),
+            (
+                "regular-file",
+                vec![format!("{}{dir_prefix}: not a FIFO", p("")).as_str()]
+            ),
+        ]
+    );
+}
+
+#[test]
+#[ignore = "child process of control_heals_and_warns_once_per_episode"]
+fn child_control_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctl");
+    // A consumer restarting: for a moment its FIFO is 0666.
+    mkfifo(&path, 0o666);
+    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    eprintln!("case wide");
+    assert_eq!(ctl(&rc.checkpoint(true)), "refused");
+    assert!(fifo_writer_enxio(&path), "a refused FIFO is not held open");
+
+    eprintln!("case still-wide");
+    for _ in 0..3 {
+        assert_eq!(ctl(&rc.checkpoint(false)), "refused");
+    }
+
+    // Fixed: within a second it is opened, and a writer is heard.
+    eprintln!("case healed");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(ctl(&rc.checkpoint(true)), "nowriter");
+    let mut w = fifo_writer(&path);
+    w.write_all(b"interval_ms=5\n").unwrap();
+    let r = rc.checkpoint(false);
+    assert_eq!((r.cmd_interval_ms, ctl(&r)), (5, "ok"));
+
+    // Broken again: a second episode, a second line.
+    eprintln!("case regular-file");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, "interval_ms=7\n").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let r = rc.checkpoint(false);
+    assert_eq!((r.cmd_interval_ms, ctl(&r)), (5, "refused"));
+    drop(w);
 }
