@@ -720,7 +720,10 @@ static void ctl_read(struct remus_ckpt *rc)
  *    probes back off, doubling, on an idle guest.
  *  - min_period = max(1 ms, 100 x the mean probe cost measured with the
  *    clock): probes take at most ~1 % of the wait.  max_period =
- *    max(min_period, interval / 4).
+ *    max(min_period, min(interval / 4, 16 x min_period)): at least
+ *    ~0.06 % of the wait, so that a guest that starts dirtying fast after
+ *    an idle spell is seen within 16 x min_period (32 ms for a 20 us
+ *    probe), not a quarter of a long interval later.
  *  - A probe that fails stops probing for this checkpoint (probe_errors
  *    counts it); the interval paces as without a budget.
  *  - A new budget on the control channel is probed against at once.
@@ -729,6 +732,7 @@ static void ctl_read(struct remus_ckpt *rc)
 #define PROBE_MIN_PERIOD_NS NSEC_PER_MSEC
 #define PROBE_COST_FACTOR   100  /* period >= 100 x cost: <= 1 % of time */
 #define PROBE_MAX_DIVISOR   4    /* period <= interval / 4 */
+#define PROBE_MAX_FACTOR    16   /* period <= 16 x min_period */
 
 /* One gate's probing: the last two points of the dirty count. */
 struct budget {
@@ -807,6 +811,8 @@ static int budget_decide(const struct remus_ckpt *rc, struct budget *bg,
     uint64_t max_p = interval * NSEC_PER_MSEC / PROBE_MAX_DIVISOR;
     double rate = 0, left;
 
+    if ( max_p > PROBE_MAX_FACTOR * min_p )
+        max_p = PROBE_MAX_FACTOR * min_p;
     if ( max_p < min_p )
         max_p = min_p;
     if ( bg->d1 >= bg->pages )

@@ -21,10 +21,19 @@ use crate::disk::{DiskDelta, DiskMeter};
 use crate::policy::{Observation, Policy};
 use crate::record::Record;
 use crate::row::Row;
-use crate::sink::control::{ControlWriter, Delivery};
+use crate::sink::control::{Command, ControlWriter, Delivery};
 use crate::sink::csv::CsvSink;
 use crate::sink::status::StatusLine;
 use crate::size::{CheckpointSize, SizeMetric};
+
+/// The CSV's trigger column: empty when the record had no budget keys.
+fn trigger_column(rec: &Record) -> String {
+    if rec.budget_pages == 0 && rec.probes == 0 && rec.probe_errors == 0 {
+        String::new()
+    } else {
+        rec.trigger.as_str().to_string()
+    }
+}
 
 /// What the controller made of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +41,9 @@ pub struct Step {
     pub row: Row,
     /// Interval to command now, when it differs from what the save side has.
     pub command_ms: Option<u32>,
+    /// Dirty-page budget to command now (0: off), when the save side does
+    /// not have the one wanted.
+    pub command_budget_pages: Option<u64>,
     /// Records missing between the previous record and this one.
     pub gap: u64,
 }
@@ -45,6 +57,8 @@ pub struct Controller {
     prev_seq: Option<u64>,
     /// The interval we want the save side to have.
     wanted_ms: u32,
+    /// The dirty-page budget we want the save side to have (0: off).
+    wanted_budget_pages: u64,
 }
 
 impl Controller {
@@ -57,7 +71,20 @@ impl Controller {
             prev_suspend_ns: None,
             prev_seq: None,
             wanted_ms,
+            wanted_budget_pages: 0,
         }
+    }
+
+    /// Commands a fixed dirty-page budget (0: off) beside the policy's
+    /// intervals, which then cap the wait.
+    pub fn with_budget_pages(mut self, budget_pages: u64) -> Self {
+        self.wanted_budget_pages = budget_pages;
+        self
+    }
+
+    /// The budget to command before the first record (0: none).
+    pub fn initial_budget_pages(&self) -> u64 {
+        self.wanted_budget_pages
     }
 
     /// The interval to command before the first record.
@@ -94,6 +121,8 @@ impl Controller {
         // have what we want (it restarted, or a line was lost).
         let command_ms = (next != self.wanted_ms || rec.cmd_interval_ms != next).then_some(next);
         self.wanted_ms = next;
+        let command_budget_pages =
+            (rec.budget_pages != self.wanted_budget_pages).then_some(self.wanted_budget_pages);
 
         let row = Row {
             seq: rec.seq,
@@ -114,10 +143,16 @@ impl Controller {
             next_interval_ms: u64::from(next),
             drbd_deferred: disk.drbd_deferred,
             drbd_checkpoints: disk.drbd_checkpoints,
+            trigger: trigger_column(rec),
+            dirty_at_trigger: rec.dirty_at_trigger,
+            budget_pages: rec.budget_pages,
+            probes: rec.probes,
+            probe_ms: rec.probe_ns as f64 / 1e6,
         };
         Step {
             row,
             command_ms,
+            command_budget_pages,
             gap,
         }
     }
@@ -156,12 +191,16 @@ enum SinkMsg {
 /// Runs the consumer until `records` closes, then drains and joins.
 pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
     let (sink_tx, sink_rx) = crossbeam_channel::unbounded::<SinkMsg>();
-    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<u32>();
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Command>();
 
     let initial_ms = cfg.controller.initial_interval_ms();
+    let initial_budget_pages = cfg.controller.initial_budget_pages();
     let control = match cfg.control.clone() {
         Some(path) => {
-            let _ = ctl_tx.send(initial_ms);
+            let _ = ctl_tx.send(Command::IntervalMs(initial_ms));
+            if initial_budget_pages != 0 {
+                let _ = ctl_tx.send(Command::BudgetPages(initial_budget_pages));
+            }
             Some(spawn_control(path, ctl_rx, sink_tx.clone())?)
         }
         None => None,
@@ -190,7 +229,7 @@ fn join<T>(handle: JoinHandle<T>, name: &str) -> Result<T> {
 fn control_loop(
     mut cfg: Config,
     records: &Receiver<Record>,
-    ctl_tx: &Sender<u32>,
+    ctl_tx: &Sender<Command>,
     sink_tx: &Sender<SinkMsg>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -225,7 +264,10 @@ fn control_loop(
             .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
         if let Some(ms) = step.command_ms {
-            let _ = ctl_tx.send(ms);
+            let _ = ctl_tx.send(Command::IntervalMs(ms));
+        }
+        if let Some(pages) = step.command_budget_pages {
+            let _ = ctl_tx.send(Command::BudgetPages(pages));
         }
         if step.gap > 0 {
             let _ = sink_tx.send(SinkMsg::Note(format!(
@@ -253,7 +295,7 @@ fn stall_timeout(interval_ms: u32) -> Duration {
 
 fn spawn_control(
     path: PathBuf,
-    rx: Receiver<u32>,
+    rx: Receiver<Command>,
     notes: Sender<SinkMsg>,
 ) -> Result<JoinHandle<Result<(u64, bool)>>> {
     std::thread::Builder::new()
@@ -263,10 +305,14 @@ fn spawn_control(
             let mut warned = false;
             loop {
                 match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(ms) => {
-                        // Only the newest decision matters.
-                        let newest = rx.try_iter().last().unwrap_or(ms);
-                        writer.send(newest)?;
+                    Ok(cmd) => {
+                        // Only the newest decision of each kind matters
+                        // (the writer keeps one pending line per key).
+                        writer.queue(cmd);
+                        for cmd in rx.try_iter() {
+                            writer.queue(cmd);
+                        }
+                        writer.flush()?;
                     }
                     Err(RecvTimeoutError::Timeout) => {
                         if writer.flush()? == Delivery::Pending && !warned {
