@@ -347,6 +347,7 @@ fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
         gate_wait_ns: num(&kv, "gate_wait_ns"),
         dropped: num(&kv, "dropped"),
         ctl_rejected: num(&kv, "ctl_rejected"),
+        ..Default::default()
     }
 }
 
@@ -567,6 +568,7 @@ fn format_limits() {
         gate_wait_ns: u64::MAX,
         dropped: u64::MAX,
         ctl_rejected: u64::MAX,
+        ..Default::default()
     };
     assert!(reference_line(&max).len() > RECORD_MAX);
     assert_eq!(
@@ -600,6 +602,7 @@ fn format_limits() {
         gate_wait_ns: 60_000 * MS,
         dropped: 9_999_999_999,
         ctl_rejected: 9_999_999_999,
+        ..Default::default()
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);
@@ -1874,6 +1877,7 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
             gate_wait_ns: u[10],
             dropped: u[11],
             ctl_rejected: u64::from(w[4]),
+            ..Default::default()
         })
 }
 
