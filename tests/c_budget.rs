@@ -383,7 +383,7 @@ fn parse_kv(line: &str) -> Option<(u32, u64)> {
 fn budget_pages_control_lines() {
     let budget = ffi::remus_ckpt_ctl_key_REMUS_CKPT_CTL_BUDGET_PAGES;
     let interval = ffi::remus_ckpt_ctl_key_REMUS_CKPT_CTL_INTERVAL_MS;
-    let max = ffi::REMUS_CKPT_BUDGET_MAX_PAGES as u64;
+    let max = ffi::REMUS_CKPT_BUDGET_MAX_PAGES;
     assert_eq!(max, 1 << 40);
     let valid: &[(&str, u32, u64)] = &[
         ("budget_pages=0", budget, 0),

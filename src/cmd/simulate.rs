@@ -83,7 +83,7 @@ pub struct SimulateArgs {
 
 pub fn run(args: &SimulateArgs) -> Result<()> {
     args.policy.validate()?;
-    if args.budget_pages > crate::ffi::REMUS_CKPT_BUDGET_MAX_PAGES as u64 {
+    if args.budget_pages > crate::ffi::REMUS_CKPT_BUDGET_MAX_PAGES {
         bail!(
             "--budget-pages must be at most 2^40 (got {})",
             args.budget_pages
