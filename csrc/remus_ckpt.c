@@ -60,8 +60,6 @@
 /* How often a path that was refused (wrong type, owner, mode) is retried. */
 #define REFUSED_RECHECK_NS NSEC_PER_SEC
 
-static const char ctl_prefix[] = "interval_ms=";
-
 enum chan_state {
     CHAN_UNSET,   /* spec NULL or "": not configured */
     CHAN_PATH,    /* a path: opened, closed and reopened here */
@@ -115,9 +113,15 @@ struct remus_ckpt {
     struct remus_ckpt_record cur;
     struct remus_ckpt_record last;   /* valid once seq > 0 */
 
-    /* Running dirty count from the save code (remus_ckpt_set_probe()). */
-    remus_ckpt_probe_fn *probe;      /* NULL: none */
+    /* Dirty-page budget (section "Dirty-page budget"). */
+    uint64_t cmd_budget_pages;      /* latest valid command; 0: off */
+    remus_ckpt_probe_fn *probe;     /* NULL: the budget is never probed */
     void *probe_arg;
+    uint64_t probe_cost_ns;         /* mean cost of one probe (EWMA 1/8) */
+    uint64_t probe_errors;
+    remus_ckpt_now_fn *clock_now;   /* NULL: CLOCK_MONOTONIC */
+    remus_ckpt_sleep_fn *clock_sleep;
+    void *clock_arg;
 };
 
 /* ------------------------------------------------------------------ */
@@ -472,6 +476,41 @@ static int line_state(struct line *l, const char *key, uint32_t v,
     return 0;
 }
 
+static const char *trigger_name(uint32_t trigger)
+{
+    switch ( trigger )
+    {
+    case REMUS_CKPT_TRIGGER_INTERVAL:
+        return "interval";
+    case REMUS_CKPT_TRIGGER_BUDGET:
+        return "budget";
+    case REMUS_CKPT_TRIGGER_CONTROL:
+        return "control";
+    default:
+        return "none";
+    }
+}
+
+/*
+ * The budget keys, only once a budget was commanded or probed: without
+ * one, records are exactly what they were before budgets existed.
+ */
+static void budget_format(struct line *l, const struct remus_ckpt_record *rec)
+{
+    const char *trigger = trigger_name(rec->trigger);
+
+    if ( !rec->budget_pages && !rec->probes && !rec->probe_errors )
+        return;
+
+    line_append(l, " trigger=", sizeof(" trigger=") - 1);
+    line_append(l, trigger, strlen(trigger));
+    LINE_U64(l, "dirty_at_trigger", rec->dirty_at_trigger);
+    LINE_U64(l, "probes", rec->probes);
+    LINE_U64(l, "probe_ns", rec->probe_ns);
+    LINE_U64(l, "budget_pages", rec->budget_pages);
+    LINE_U64(l, "probe_errors", rec->probe_errors);
+}
+
 int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
                       size_t len)
 {
@@ -519,6 +558,7 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
          line_state(&l, " ctl=", rec->ctl_state, ctl_state_names,
                     NR_NAMES(ctl_state_names)) )
         return -1;
+    budget_format(&l, rec);
 
     /* The newline, then the NUL that buf must also hold. */
     if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
@@ -535,38 +575,94 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
 /* Control line parsing                                                */
 /* ------------------------------------------------------------------ */
 
-unsigned int remus_ckpt_parse_control(const char *line, size_t len)
-{
-    size_t plen = sizeof(ctl_prefix) - 1;
-    size_t i;
-    unsigned int v = 0;
+/* The control keys, their spelling and their bounds. */
+static const struct ctl_key {
+    const char *prefix;
+    unsigned int key;
+    uint64_t min, max;
+} ctl_keys[] = {
+    { "interval_ms=", REMUS_CKPT_CTL_INTERVAL_MS,
+      1, REMUS_CKPT_INTERVAL_MAX_MS },
+    { "budget_pages=", REMUS_CKPT_CTL_BUDGET_PAGES,
+      0, REMUS_CKPT_BUDGET_MAX_PAGES },
+};
 
-    if ( !line || len <= plen || memcmp(line, ctl_prefix, plen) )
-        return 0;
+/*
+ * Canonical decimal in line[i..len) within [min, max], blanks allowed
+ * after it: 0 with *value set, or -1.
+ */
+static int parse_value(const char *line, size_t i, size_t len,
+                       uint64_t min, uint64_t max, uint64_t *value)
+{
+    uint64_t v = 0;
 
     /*
-     * Canonical decimal only: no sign, no leading zero, so a value has
-     * exactly one spelling.  The bound is checked per digit, so overlong
-     * numbers are rejected without ever overflowing.
+     * Canonical decimal only: no sign, no leading zero ("0" alone is
+     * zero), so a value has exactly one spelling.  The bound is checked
+     * per digit, so overlong numbers are rejected without overflowing.
      */
-    i = plen;
-    if ( line[i] < '1' || line[i] > '9' )
-        return 0;
-    for ( ; i < len && line[i] >= '0' && line[i] <= '9'; i++ )
+    if ( i >= len || line[i] < '0' || line[i] > '9' )
+        return -1;
+    if ( line[i] == '0' )
+        i++;
+    else
     {
-        v = v * 10 + (unsigned int)(line[i] - '0');
-        if ( v > REMUS_CKPT_INTERVAL_MAX_MS )
-            return 0;
+        for ( ; i < len && line[i] >= '0' && line[i] <= '9'; i++ )
+        {
+            v = v * 10 + (uint64_t)(line[i] - '0');
+            if ( v > max )
+                return -1;
+        }
     }
+    if ( v < min )
+        return -1;
 
     /* Blanks and CR (from "echo" or CRLF writers) may trail; nothing else. */
     for ( ; i < len; i++ )
     {
         if ( line[i] != ' ' && line[i] != '\t' && line[i] != '\r' )
-            return 0;
+            return -1;
     }
 
-    return v;
+    *value = v;
+    return 0;
+}
+
+int remus_ckpt_parse_control_kv(const char *line, size_t len,
+                                unsigned int *key, uint64_t *value)
+{
+    const struct ctl_key *k;
+    size_t plen;
+    size_t i;
+
+    if ( !line || !key || !value )
+        return -1;
+
+    for ( i = 0; i < sizeof(ctl_keys) / sizeof(ctl_keys[0]); i++ )
+    {
+        k = &ctl_keys[i];
+        plen = strlen(k->prefix);
+        if ( len <= plen || memcmp(line, k->prefix, plen) )
+            continue;
+        if ( parse_value(line, plen, len, k->min, k->max, value) )
+            return -1;
+        *key = k->key;
+        return 0;
+    }
+
+    return -1;
+}
+
+unsigned int remus_ckpt_parse_control(const char *line, size_t len)
+{
+    unsigned int key;
+    uint64_t v;
+
+    if ( remus_ckpt_parse_control_kv(line, len, &key, &v) ||
+         key != REMUS_CKPT_CTL_INTERVAL_MS )
+        return 0;
+
+    return (unsigned int)v;
 }
 
 /* ------------------------------------------------------------------ */
@@ -615,22 +711,24 @@ static void ctl_discard_partial(struct remus_ckpt *ckpt)
 
 static void ctl_end_line(struct remus_ckpt *ckpt)
 {
-    unsigned int v = 0;
-
-    if ( !ckpt->line_long )
-        v = remus_ckpt_parse_control(ckpt->line, ckpt->line_len);
+    unsigned int key = 0;
+    uint64_t v = 0;
 
     /*
-     * Every valid line replaces the last: the last valid line wins.  A
+     * Every valid line replaces the last of its key: the last one wins.  A
      * command also ends the fallback: the controller is back.
      */
-    if ( v )
+    if ( ckpt->line_long ||
+         remus_ckpt_parse_control_kv(ckpt->line, ckpt->line_len, &key, &v) )
+        ckpt->ctl_rejected++;
+    else
     {
-        ckpt->cmd_interval_ms = v;
+        if ( key == REMUS_CKPT_CTL_BUDGET_PAGES )
+            ckpt->cmd_budget_pages = v;
+        else
+            ckpt->cmd_interval_ms = (unsigned int)v;
         ckpt->fallback = 0;
     }
-    else
-        ckpt->ctl_rejected++;
 
     ckpt->ctl_lines++;
     ckpt->line_len = 0;
@@ -836,6 +934,238 @@ static uint32_t ctl_state(const struct remus_ckpt *ckpt)
 }
 
 /* ------------------------------------------------------------------ */
+/* Dirty-page budget                                                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * With a probe (remus_ckpt_set_probe()) and a commanded budget_pages, the
+ * gate measures the checkpoint while it grows and ends its wait before the
+ * dirty count reaches the budget; the interval's deadline still caps the
+ * wait.  The rule (docs/protocol.md, "Dirty-page budget"):
+ *
+ *  - The first probe is made at once; the count is taken to have grown
+ *    from 0 when the guest resumed after the previous checkpoint (its
+ *    log-dirty CLEAN was made while paused).
+ *  - rate = growth between the last two points (that origin, then each
+ *    probe), pages/ns.  lat = the previous checkpoint's t_suspended -
+ *    t_suspend: the guest keeps dirtying between the end of the wait and
+ *    its pause.
+ *  - The time left before the wait must end is
+ *        left = (budget - dirty) / rate - lat.
+ *    The wait ends (trigger=budget) when dirty >= budget or left <=
+ *    min_period, i.e. when dirty + rate * (lat + min_period) >= budget:
+ *    waiting one more probe period would overshoot.
+ *  - Otherwise the next probe is made after
+ *        clamp(left / 2, min_period, max_period),
+ *    so probes close in on the budget, halving the time left, and the
+ *    undershoot is at most about rate * min_period pages.  While nothing
+ *    grew, after clamp(time since the origin, min_period, max_period):
+ *    probes back off, doubling, on an idle guest.
+ *  - min_period = max(1 ms, 100 x the mean probe cost measured with the
+ *    clock): probes take at most ~1 % of the wait.  max_period =
+ *    max(min_period, min(interval / 4, 16 x min_period)): at least
+ *    ~0.06 % of the wait, so that a guest that starts dirtying fast after
+ *    an idle spell is seen within 16 x min_period (32 ms for a 20 us
+ *    probe), not a quarter of a long interval later.
+ *  - A probe that fails stops probing for this checkpoint (probe_errors
+ *    counts it); the interval paces as without a budget.
+ *  - A new budget on the control channel is probed against at once.
+ * Without a probe or a budget nothing here is called.
+ */
+#define PROBE_MIN_PERIOD_NS NSEC_PER_MSEC
+#define PROBE_COST_FACTOR   100  /* period >= 100 x cost: <= 1 % of time */
+#define PROBE_MAX_DIVISOR   4    /* period <= interval / 4 */
+#define PROBE_MAX_FACTOR    16   /* period <= 16 x min_period */
+
+/* One gate's probing: the last two points of the dirty count. */
+struct budget {
+    uint64_t pages;     /* the budget probed against; 0: none yet */
+    uint64_t origin;    /* when the count was 0: the guest resumed */
+    int failed;         /* a probe failed: no more in this gate */
+    uint64_t t0, d0;    /* point before the last (first: the origin, 0) */
+    uint64_t t1, d1;    /* last probe (d1 is dirty_at_trigger) */
+    uint64_t next;      /* next probe due at */
+    uint64_t lat_ns;    /* expected end of wait -> suspended */
+    uint64_t probes;
+    uint64_t probe_ns;
+};
+
+static uint64_t clock_now(const struct remus_ckpt *ckpt)
+{
+    return ckpt->clock_now ? ckpt->clock_now(ckpt->clock_arg) : now_ns();
+}
+
+/* Where the count starts (guest resumed) and how late a suspend lands. */
+static void budget_begin(const struct remus_ckpt *ckpt, struct budget *bg)
+{
+    const struct remus_ckpt_record *prev = &ckpt->last;
+
+    memset(bg, 0, sizeof(*bg));
+    bg->origin = prev->t_resumed ? prev->t_resumed :
+                 prev->t_suspended ? prev->t_suspended : ckpt->prev_suspend;
+    bg->t0 = bg->origin;
+    if ( prev->t_suspend && prev->t_suspended > prev->t_suspend )
+        bg->lat_ns = prev->t_suspended - prev->t_suspend;
+}
+
+static uint64_t budget_min_period(const struct remus_ckpt *ckpt)
+{
+    uint64_t p = ckpt->probe_cost_ns * PROBE_COST_FACTOR;
+
+    return p > PROBE_MIN_PERIOD_NS ? p : PROBE_MIN_PERIOD_NS;
+}
+
+/* Call the probe, timing it with the clock.  0, or -1 if it failed. */
+static int budget_probe(struct remus_ckpt *ckpt, struct budget *bg,
+                        uint64_t *now)
+{
+    uint64_t start = *now, dirty = 0, cost;
+    int r = ckpt->probe(ckpt->probe_arg, &dirty);
+
+    *now = clock_now(ckpt);
+    cost = *now > start ? *now - start : 0;
+    bg->probes++;
+    bg->probe_ns += cost;
+    if ( r )
+    {
+        bg->failed = 1;
+        ckpt->probe_errors++;
+        return -1;
+    }
+
+    ckpt->probe_cost_ns = ckpt->probe_cost_ns
+                        ? (7 * ckpt->probe_cost_ns + cost) / 8 : cost;
+    if ( bg->probes > 1 )
+    {
+        bg->t0 = bg->t1;
+        bg->d0 = bg->d1;
+    }
+    bg->t1 = start + cost / 2;
+    bg->d1 = dirty;
+
+    return 0;
+}
+
+/* After a probe at now: 1 if the wait must end, else schedule the next. */
+static int budget_decide(const struct remus_ckpt *ckpt, struct budget *bg,
+                         unsigned int interval, uint64_t now)
+{
+    uint64_t min_p = budget_min_period(ckpt);
+    uint64_t max_p = interval * NSEC_PER_MSEC / PROBE_MAX_DIVISOR;
+    double rate = 0, left;
+
+    if ( max_p > PROBE_MAX_FACTOR * min_p )
+        max_p = PROBE_MAX_FACTOR * min_p;
+    if ( max_p < min_p )
+        max_p = min_p;
+    if ( bg->d1 >= bg->pages )
+        return 1;
+
+    if ( bg->t1 > bg->t0 && bg->d1 > bg->d0 )
+        rate = (double)(bg->d1 - bg->d0) / (double)(bg->t1 - bg->t0);
+    if ( rate <= 0 )
+    {
+        /* Nothing grew yet: back off, doubling the time since the origin. */
+        left = now > bg->origin ? (double)(now - bg->origin) : 0;
+        bg->next = now + (left < (double)min_p ? min_p :
+                          left > (double)max_p ? max_p : (uint64_t)left);
+        return 0;
+    }
+
+    left = (double)(bg->pages - bg->d1) / rate - (double)bg->lat_ns;
+    if ( left <= (double)min_p )
+        return 1;
+    left /= 2;
+    bg->next = now + (left < (double)min_p ? min_p :
+                      left > (double)max_p ? max_p : (uint64_t)left);
+
+    return 0;
+}
+
+/*
+ * In the gate's loop, before it sleeps: probe if one is due.  Returns 1
+ * if the budget ends the wait.  *now is updated after a probe.
+ */
+static int budget_poll(struct remus_ckpt *ckpt, struct budget *bg,
+                       unsigned int interval, uint64_t *now)
+{
+    if ( !ckpt->probe || !ckpt->cmd_budget_pages || bg->failed )
+        return 0;
+
+    /* A new budget is probed against at once. */
+    if ( bg->pages != ckpt->cmd_budget_pages )
+    {
+        bg->pages = ckpt->cmd_budget_pages;
+        bg->next = *now;
+    }
+    if ( *now < bg->next )
+        return 0;
+    if ( budget_probe(ckpt, bg, now) )
+        return 0;
+
+    return budget_decide(ckpt, bg, interval, *now);
+}
+
+/* When the gate must wake: the next probe, if before the deadline. */
+static uint64_t budget_wake(const struct remus_ckpt *ckpt,
+                            const struct budget *bg, uint64_t deadline)
+{
+    if ( !ckpt->probe || !ckpt->cmd_budget_pages || bg->failed || !bg->pages )
+        return deadline;
+
+    return bg->next < deadline ? bg->next : deadline;
+}
+
+/* What ended a wait whose deadline has passed. */
+static unsigned int gate_trigger(uint64_t wait_start, uint64_t deadline,
+                                 uint64_t slept_for, uint64_t now)
+{
+    if ( !wait_start )
+        return REMUS_CKPT_TRIGGER_NONE;
+    if ( slept_for && deadline < slept_for && now < slept_for )
+        return REMUS_CKPT_TRIGGER_CONTROL;
+
+    return REMUS_CKPT_TRIGGER_INTERVAL;
+}
+
+void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
+                          void *arg)
+{
+    if ( !ckpt )
+        return;
+
+    ckpt->probe = probe;
+    ckpt->probe_arg = probe ? arg : NULL;
+}
+
+void remus_ckpt_set_clock(struct remus_ckpt *ckpt, remus_ckpt_now_fn *now,
+                          remus_ckpt_sleep_fn *sleep_until, void *arg)
+{
+    if ( !ckpt )
+        return;
+
+    if ( !now || !sleep_until )
+    {
+        now = NULL;
+        sleep_until = NULL;
+        arg = NULL;
+    }
+    ckpt->clock_now = now;
+    ckpt->clock_sleep = sleep_until;
+    ckpt->clock_arg = arg;
+
+    /*
+     * What open() timed on the old clock starts again on the new one (the
+     * fallback's wait for a first writer, the paths' last looks), so that
+     * no comparison ever mixes the two clocks.
+     */
+    if ( ckpt->ctl_gone_since )
+        ckpt->ctl_gone_since = clock_now(ckpt);
+    ckpt->ctl.checked = 0;
+    ckpt->stats.checked = 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Pacing gate                                                         */
 /* ------------------------------------------------------------------ */
 
@@ -850,6 +1180,13 @@ static void gate_sleep(struct remus_ckpt *ckpt, uint64_t deadline,
     struct pollfd pfd;
     struct timespec ts;
     int fd = ckpt->ctl.fd;
+
+    /* Dirty-page budget: an injected clock sleeps its own way. */
+    if ( ckpt->clock_sleep )
+    {
+        ckpt->clock_sleep(ckpt->clock_arg, deadline);
+        return;
+    }
 
     if ( fd < 0 )
     {
@@ -905,13 +1242,18 @@ void remus_ckpt_gate(struct remus_ckpt *ckpt, int live)
 {
     uint64_t now, until, wait_start = 0;
     unsigned int interval = 0;
+    /* Dirty-page budget: what ended the wait, the probing state. */
+    unsigned int trigger = REMUS_CKPT_TRIGGER_NONE;
+    uint64_t deadline, wake, slept_for = 0;
+    struct budget bg;
 
     if ( !ckpt )
         return;
 
-    now = now_ns();
+    now = clock_now(ckpt);
     ckpt->cur.t_gate = now;
     ckpt->cur.live = live ? 1 : 0;
+    budget_begin(ckpt, &bg);
 
     ctl_read(ckpt, now);
 
@@ -921,34 +1263,54 @@ void remus_ckpt_gate(struct remus_ckpt *ckpt, int live)
      * from the previous suspend, and is recomputed after every wake: a
      * shorter interval ends the wait early, a longer one extends it, the
      * fallback replaces a dead controller's.  A deadline already passed is
-     * not caught up on, however much control input is waiting.
+     * not caught up on, however much control input is waiting.  A budget
+     * ends the wait earlier still (budget_poll()).
      */
     if ( ckpt->stream == REMUS_CKPT_STREAM_REMUS && !live &&
          ckpt->prev_suspend )
     {
         for ( ;; )
         {
-            now = now_ns();
+            now = clock_now(ckpt);
             interval = gate_plan(ckpt, now, &until);
-            if ( !interval || now >= ckpt->prev_suspend +
-                                     interval * NSEC_PER_MSEC )
+            if ( !interval )
                 break;
+            deadline = ckpt->prev_suspend + interval * NSEC_PER_MSEC;
+            if ( now >= deadline )
+            {
+                trigger = gate_trigger(wait_start, deadline, slept_for, now);
+                break;
+            }
             if ( !wait_start )
                 wait_start = now;
-            if ( until > now )
-                gate_sleep(ckpt, until, now);
-            ctl_read(ckpt, now_ns());
+            /* Dirty-page budget: BEGIN */
+            if ( budget_poll(ckpt, &bg, interval, &now) )
+            {
+                trigger = REMUS_CKPT_TRIGGER_BUDGET;
+                break;
+            }
+            wake = budget_wake(ckpt, &bg, until);
+            slept_for = deadline;
+            if ( wake > now )
+                gate_sleep(ckpt, wake, now);
+            /* Dirty-page budget: END */
+            ctl_read(ckpt, clock_now(ckpt));
         }
     }
     else
-        ctl_check_fallback(ckpt, now_ns(), &until);
+        ctl_check_fallback(ckpt, clock_now(ckpt), &until);
 
-    now = now_ns();
+    now = clock_now(ckpt);
     ckpt->cur.t_suspend = now;
     ckpt->cur.gate_wait_ns = wait_start ? now - wait_start : 0;
     ckpt->cur.interval_ms = interval;
     ckpt->cur.ctl_state = ctl_state(ckpt);
     ckpt->prev_suspend = now;
+    /* Dirty-page budget */
+    ckpt->cur.trigger = trigger;
+    ckpt->cur.dirty_at_trigger = bg.d1;
+    ckpt->cur.probes = bg.probes;
+    ckpt->cur.probe_ns = bg.probe_ns;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1393,7 +1755,7 @@ void remus_ckpt_mark(struct remus_ckpt *ckpt, unsigned int mark)
         return;
     }
 
-    *t = now_ns();
+    *t = clock_now(ckpt);
 }
 
 void remus_ckpt_dirty(struct remus_ckpt *ckpt, uint64_t dirty_pages,
@@ -1428,7 +1790,7 @@ void remus_ckpt_emit(struct remus_ckpt *ckpt)
     if ( !ckpt )
         return;
 
-    ckpt->cur.t_done = now_ns();
+    ckpt->cur.t_done = clock_now(ckpt);
     ckpt->cur.seq = ckpt->seq;
     ckpt->cur.domid = ckpt->domid;
     ckpt->cur.stream = ckpt->stream;
@@ -1436,6 +1798,8 @@ void remus_ckpt_emit(struct remus_ckpt *ckpt)
     ckpt->cur.cmd_interval_ms = ckpt->cmd_interval_ms;
     ckpt->cur.dropped = ckpt->dropped;
     ckpt->cur.ctl_rejected = ckpt->ctl_rejected;
+    ckpt->cur.budget_pages = ckpt->cmd_budget_pages;
+    ckpt->cur.probe_errors = ckpt->probe_errors;
 
     if ( ckpt->stats.state != CHAN_UNSET &&
          stats_write(ckpt, ckpt->cur.t_done) )
@@ -1456,18 +1820,4 @@ int remus_ckpt_last(const struct remus_ckpt *ckpt,
 
     *out = ckpt->last;
     return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Dirty-count probe                                                   */
-/* ------------------------------------------------------------------ */
-
-void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
-                          void *arg)
-{
-    if ( !ckpt )
-        return;
-
-    ckpt->probe = probe;
-    ckpt->probe_arg = probe ? arg : NULL;
 }

@@ -40,6 +40,8 @@
 #define REMUS_CKPT_RECORD_MAX 512
 /* Largest interval accepted on the control pipe. */
 #define REMUS_CKPT_INTERVAL_MAX_MS 60000u
+/* Largest dirty-page budget accepted on the control pipe (2^40 pages). */
+#define REMUS_CKPT_BUDGET_MAX_PAGES (1ULL << 40)
 
 /* Environment variables read by remus_ckpt_open(): a path, or "fd:N". */
 #define REMUS_CKPT_ENV_STATS "REMUS_CKPT_STATS"
@@ -81,6 +83,21 @@ enum remus_ckpt_ctl_state {
     REMUS_CKPT_CTL_FALLBACK = 6,   /* writer gone too long: fallback interval */
 };
 
+/* What ended the gate's wait (record key trigger=). */
+enum remus_ckpt_trigger {
+    REMUS_CKPT_TRIGGER_NONE = 0,     /* no wait at all */
+    REMUS_CKPT_TRIGGER_INTERVAL = 1, /* the interval's deadline */
+    REMUS_CKPT_TRIGGER_BUDGET = 2,   /* the dirty-page budget */
+    REMUS_CKPT_TRIGGER_CONTROL = 3,  /* a control line moved the deadline
+                                        into the past */
+};
+
+/* Keys of the control lines (remus_ckpt_parse_control_kv()). */
+enum remus_ckpt_ctl_key {
+    REMUS_CKPT_CTL_INTERVAL_MS = 1,  /* interval_ms=<1..60000> */
+    REMUS_CKPT_CTL_BUDGET_PAGES = 2, /* budget_pages=<0..2^40>, 0: off */
+};
+
 /*
  * One checkpoint, as carried by one record line.  Timestamps are
  * CLOCK_MONOTONIC in nanoseconds; 0 means "not reached".
@@ -109,6 +126,13 @@ struct remus_ckpt_record {
     uint64_t ctl_rejected;    /* control lines refused so far */
     uint32_t stats_state;     /* enum remus_ckpt_stats_state; 0: not written */
     uint32_t ctl_state;       /* enum remus_ckpt_ctl_state; 0: no gate */
+    /* Dirty-page budget (see remus_ckpt_set_probe()). */
+    uint32_t trigger;          /* enum remus_ckpt_trigger */
+    uint64_t dirty_at_trigger; /* last probed dirty count; 0: no probe */
+    uint64_t probes;           /* probe calls in this gate */
+    uint64_t probe_ns;         /* time spent in them */
+    uint64_t budget_pages;     /* latest valid commanded budget; 0: off */
+    uint64_t probe_errors;     /* failed probe calls so far */
 };
 
 /* What remus_ckpt_open() reads from the environment, given explicitly. */
@@ -149,12 +173,28 @@ struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
 
 void remus_ckpt_close(struct remus_ckpt *ckpt);
 
+/* The clock (CLOCK_MONOTONIC ns) and the gate's sleep, for tests. */
+typedef uint64_t remus_ckpt_now_fn(void *arg);
+typedef void remus_ckpt_sleep_fn(void *arg, uint64_t deadline_ns);
+
+/*
+ * Replace the clock of every timestamp and the gate's sleep: sleep_until
+ * must return at deadline_ns or earlier (it may advance a fake clock).
+ * The control channel is then read after each sleep but not waited on.
+ * For tests and the simulator's virtual time; now or sleep_until NULL:
+ * the real clock, ppoll() and clock_nanosleep().  NULL ckpt: no-op.
+ */
+void remus_ckpt_set_clock(struct remus_ckpt *ckpt, remus_ckpt_now_fn *now,
+                          remus_ckpt_sleep_fn *sleep_until, void *arg);
+
 /*
  * Pace the next checkpoint: read the control pipe, then, for a Remus
  * stream that is not live and has a previous checkpoint, sleep until
  * t_suspend(previous) + interval_ms, waking at once on new control input
- * and when the fallback interval takes over.  Records t_gate, t_suspend
- * and the state of control.
+ * and when the fallback interval takes over.  With a probe and a commanded
+ * budget, the wait also ends as soon as the dirty count would reach the
+ * budget (docs/protocol.md).  Records t_gate, t_suspend, the state of
+ * control and how the wait ended.
  */
 void remus_ckpt_gate(struct remus_ckpt *ckpt, int live);
 
@@ -191,6 +231,14 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
 unsigned int remus_ckpt_parse_control(const char *line, size_t len);
 
 /*
+ * Parse one control line of any key (without its newline): 0 with *key
+ * (enum remus_ckpt_ctl_key) and *value set, or -1 if the line is not
+ * valid.  Values are canonical decimal within their key's bounds.  Pure.
+ */
+int remus_ckpt_parse_control_kv(const char *line, size_t len,
+                                unsigned int *key, uint64_t *value);
+
+/*
  * Pages dirtied since the last log-dirty CLEAN; 0 on success, -1 on error.
  * Supplied by the save code (a log-dirty PEEK with no bitmap), so that
  * remus_ckpt can see the running checkpoint's dirty count without a
@@ -199,8 +247,10 @@ unsigned int remus_ckpt_parse_control(const char *line, size_t len);
 typedef int remus_ckpt_probe_fn(void *arg, uint64_t *dirty_pages);
 
 /*
- * Install the probe, called by the Xen hook right after remus_ckpt_open().
- * arg is passed to every call and must stay valid until remus_ckpt_close().
+ * Install the probe, called by the Xen hook right after remus_ckpt_open(),
+ * so that the gate can measure the checkpoint while it grows.  Without a
+ * probe, or without a commanded budget, the gate never calls it.  arg is
+ * passed to every call and must stay valid until remus_ckpt_close().
  * probe NULL: no probe.  ckpt NULL: no-op.
  */
 void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,

@@ -42,11 +42,67 @@ pub struct Fallback {
     pub control_timeout_ms: u32,
 }
 
+/// What the gate's probe measures: pages dirtied since the last log-dirty
+/// CLEAN (Xen: a PEEK with a NULL bitmap). `None` is a failed probe.
+pub trait Probe: Send {
+    fn dirty_pages(&mut self) -> Option<u64>;
+}
+
+/// The clock of every C timestamp and the gate's sleep (virtual time).
+pub trait Clock: Send {
+    /// Now, CLOCK_MONOTONIC-like nanoseconds (never 0).
+    fn now_ns(&mut self) -> u64;
+    /// Return at `deadline_ns` or earlier (a virtual clock jumps to it).
+    fn sleep_until(&mut self, deadline_ns: u64);
+}
+
 /// Owner of one `struct remus_ckpt`: the C library as the save loop uses
 /// it, for the simulator. Dropping it calls `remus_ckpt_close`.
 #[derive(Debug)]
 pub struct Ckpt {
     raw: NonNull<remus_ckpt>,
+    /// Handed to C as the probe's arg; freed in Drop after the close.
+    probe: Option<NonNull<Box<dyn Probe>>>,
+    /// Handed to C as the clock's arg; freed likewise.
+    clock: Option<NonNull<Box<dyn Clock>>>,
+}
+
+unsafe extern "C" fn probe_trampoline(arg: *mut libc::c_void, dirty_pages: *mut u64) -> i32 {
+    // SAFETY: arg is the Box<dyn Probe> that Ckpt::set_probe leaked and
+    // keeps alive until after remus_ckpt_close; the C library calls the
+    // probe only from inside remus_ckpt_gate, i.e. from Ckpt::gate(&mut
+    // self), so no other reference to it exists; dirty_pages is a valid
+    // out-pointer from the C caller. A panic must not unwind into C.
+    let probe = unsafe { &mut *arg.cast::<Box<dyn Probe>>() };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe.dirty_pages())) {
+        Ok(Some(n)) => {
+            // SAFETY: see above: a valid, writable u64.
+            unsafe { *dirty_pages = n };
+            0
+        }
+        _ => -1,
+    }
+}
+
+unsafe extern "C" fn now_trampoline(arg: *mut libc::c_void) -> u64 {
+    // SAFETY: arg is the Box<dyn Clock> leaked by Ckpt::set_clock, alive
+    // until after remus_ckpt_close; the C library calls it only from
+    // entry points reached through &mut Ckpt, one at a time.
+    let clock = unsafe { &mut *arg.cast::<Box<dyn Clock>>() };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| clock.now_ns()))
+        .unwrap_or_else(|_| std::process::abort())
+}
+
+unsafe extern "C" fn sleep_trampoline(arg: *mut libc::c_void, deadline_ns: u64) {
+    // SAFETY: as in now_trampoline.
+    let clock = unsafe { &mut *arg.cast::<Box<dyn Clock>>() };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        clock.sleep_until(deadline_ns)
+    }))
+    .is_err()
+    {
+        std::process::abort();
+    }
 }
 
 // SAFETY: the C state is only reached through &mut self (or &self for a
@@ -107,7 +163,52 @@ impl Ckpt {
         // strings (or NULL) that live across the call; the library copies
         // what it keeps and does not keep cfg.
         let raw = unsafe { remus_ckpt_open_cfg(domid, stream, page_size, &cfg) };
-        Ok(NonNull::new(raw).map(|raw| Ckpt { raw }))
+        Ok(NonNull::new(raw).map(|raw| Ckpt {
+            raw,
+            probe: None,
+            clock: None,
+        }))
+    }
+
+    /// Lets the gate probe the dirty count (`remus_ckpt_set_probe`). The
+    /// gate calls it only while a budget is commanded.
+    pub fn set_probe(&mut self, probe: Box<dyn Probe>) {
+        let arg = NonNull::from(Box::leak(Box::new(probe)));
+        // SAFETY: self.raw is live; arg stays valid until Drop, which
+        // closes the C state before freeing it; the trampoline matches
+        // remus_ckpt_probe_fn.
+        unsafe {
+            remus_ckpt_set_probe(
+                self.raw.as_ptr(),
+                Some(probe_trampoline),
+                arg.as_ptr().cast(),
+            )
+        };
+        if let Some(old) = self.probe.replace(arg) {
+            // SAFETY: the C side no longer holds old (replaced above), and
+            // old came from Box::leak.
+            drop(unsafe { Box::from_raw(old.as_ptr()) });
+        }
+    }
+
+    /// Replaces the C library's clock and the gate's sleep
+    /// (`remus_ckpt_set_clock`): for virtual time.
+    pub fn set_clock(&mut self, clock: Box<dyn Clock>) {
+        let arg = NonNull::from(Box::leak(Box::new(clock)));
+        // SAFETY: as in set_probe(); the trampolines match
+        // remus_ckpt_now_fn and remus_ckpt_sleep_fn.
+        unsafe {
+            remus_ckpt_set_clock(
+                self.raw.as_ptr(),
+                Some(now_trampoline),
+                Some(sleep_trampoline),
+                arg.as_ptr().cast(),
+            )
+        };
+        if let Some(old) = self.clock.replace(arg) {
+            // SAFETY: as in set_probe().
+            drop(unsafe { Box::from_raw(old.as_ptr()) });
+        }
     }
 
     /// Paces the next checkpoint (may sleep) and stamps its suspend time.
@@ -155,6 +256,15 @@ impl Drop for Ckpt {
     fn drop(&mut self) {
         // SAFETY: self.raw is live and is never used after this.
         unsafe { remus_ckpt_close(self.raw.as_ptr()) }
+        if let Some(arg) = self.probe.take() {
+            // SAFETY: from Box::leak in set_probe; the C state that held
+            // it is closed.
+            drop(unsafe { Box::from_raw(arg.as_ptr()) });
+        }
+        if let Some(arg) = self.clock.take() {
+            // SAFETY: as above, from set_clock.
+            drop(unsafe { Box::from_raw(arg.as_ptr()) });
+        }
     }
 }
 

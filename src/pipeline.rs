@@ -55,7 +55,7 @@ use crate::disk::{DiskDelta, DiskMeter};
 use crate::policy::{Observation, Policy};
 use crate::record::Record;
 use crate::row::Row;
-use crate::sink::control::{ControlWriter, Delivery};
+use crate::sink::control::{Command, ControlWriter, Delivery};
 use crate::sink::csv::CsvSink;
 use crate::sink::status::StatusLine;
 use crate::sink::warn::RateLimit;
@@ -69,12 +69,24 @@ pub const CSV_QUEUE_ROWS: usize = 1024;
 /// Updates and warnings waiting for the status thread.
 pub const STATUS_QUEUE: usize = 256;
 
+/// The CSV's trigger column: empty when the record had no budget keys.
+fn trigger_column(rec: &Record) -> String {
+    if rec.budget_pages == 0 && rec.probes == 0 && rec.probe_errors == 0 {
+        String::new()
+    } else {
+        rec.trigger.as_str().to_string()
+    }
+}
+
 /// What the controller made of one record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub row: Row,
     /// Interval to command now, when it differs from what the save side has.
     pub command_ms: Option<u32>,
+    /// Dirty-page budget to command now (0: off), when the save side does
+    /// not have the one wanted.
+    pub command_budget_pages: Option<u64>,
     /// Records missing between the previous record and this one (a
     /// sequence jump, or the save side's `dropped` rising).
     pub gap: u64,
@@ -96,6 +108,8 @@ pub struct Controller {
     prev_checkpoint_ns: u64,
     /// The interval we want the save side to have.
     wanted_ms: u32,
+    /// The dirty-page budget we want the save side to have (0: off).
+    wanted_budget_pages: u64,
 }
 
 impl Controller {
@@ -110,7 +124,20 @@ impl Controller {
             prev_dropped: 0,
             prev_checkpoint_ns: 0,
             wanted_ms,
+            wanted_budget_pages: 0,
         }
+    }
+
+    /// Commands a fixed dirty-page budget (0: off) beside the policy's
+    /// intervals, which then cap the wait.
+    pub fn with_budget_pages(mut self, budget_pages: u64) -> Self {
+        self.wanted_budget_pages = budget_pages;
+        self
+    }
+
+    /// The budget to command before the first record (0: none).
+    pub fn initial_budget_pages(&self) -> u64 {
+        self.wanted_budget_pages
     }
 
     /// The interval to command before the first record.
@@ -177,6 +204,8 @@ impl Controller {
         // have what we want (it restarted, or a line was lost).
         let command_ms = (next != self.wanted_ms || rec.cmd_interval_ms != next).then_some(next);
         self.wanted_ms = next;
+        let command_budget_pages =
+            (rec.budget_pages != self.wanted_budget_pages).then_some(self.wanted_budget_pages);
 
         let row = Row {
             seq: rec.seq,
@@ -198,10 +227,16 @@ impl Controller {
             drbd_deferred: disk.drbd_deferred,
             drbd_checkpoints: disk.drbd_checkpoints,
             gap: row_gap,
+            trigger: trigger_column(rec),
+            dirty_at_trigger: rec.dirty_at_trigger,
+            budget_pages: rec.budget_pages,
+            probes: rec.probes,
+            probe_ms: rec.probe_ns as f64 / 1e6,
         };
         Step {
             row,
             command_ms,
+            command_budget_pages,
             gap,
             new_save,
         }
@@ -279,7 +314,7 @@ struct CsvReport {
 pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
     let (status_tx, status_rx) = crossbeam_channel::bounded::<StatusMsg>(STATUS_QUEUE);
     let (csv_tx, csv_rx) = crossbeam_channel::bounded::<Row>(CSV_QUEUE_ROWS);
-    let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<u32>(1);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::bounded::<Commands>(1);
     let notes = Notes {
         tx: status_tx.clone(),
         dropped: Arc::new(AtomicU64::new(0)),
@@ -292,9 +327,17 @@ pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
     };
     let status = spawn_status(cfg.quiet, status_rx)?;
     let initial_ms = cfg.controller.initial_interval_ms();
+    let initial_budget_pages = cfg.controller.initial_budget_pages();
     let control = match cfg.control.clone() {
         Some(path) => {
-            command(&ctl_tx, &ctl_rx, initial_ms);
+            command(
+                &ctl_tx,
+                &ctl_rx,
+                Commands {
+                    interval_ms: Some(initial_ms),
+                    budget_pages: (initial_budget_pages != 0).then_some(initial_budget_pages),
+                },
+            );
             Some(spawn_control(path, ctl_rx.clone(), notes.clone())?)
         }
         None => None,
@@ -325,14 +368,26 @@ fn join<T>(handle: JoinHandle<T>, name: &str) -> Result<T> {
         .map_err(|_| anyhow!("the {name} thread panicked"))
 }
 
-/// Hands `ms` to the control thread without waiting: the slot holds one
-/// interval, and a newer one replaces an older one still there.
-fn command(ctl_tx: &Sender<u32>, ctl_rx: &Receiver<u32>, ms: u32) {
+/// What the controller wants the save side to have; `None`: unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Commands {
+    interval_ms: Option<u32>,
+    budget_pages: Option<u64>,
+}
+
+/// Hands `cmd` to the control thread without waiting: the slot holds one
+/// command, and a newer one is merged over an older one still there (the
+/// newest value of each key wins; a key the newer one leaves unset keeps
+/// the older value).
+fn command(ctl_tx: &Sender<Commands>, ctl_rx: &Receiver<Commands>, mut cmd: Commands) {
     loop {
-        match ctl_tx.try_send(ms) {
+        match ctl_tx.try_send(cmd) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => return,
             Err(TrySendError::Full(_)) => {
-                let _ = ctl_rx.try_recv();
+                if let Ok(old) = ctl_rx.try_recv() {
+                    cmd.interval_ms = cmd.interval_ms.or(old.interval_ms);
+                    cmd.budget_pages = cmd.budget_pages.or(old.budget_pages);
+                }
             }
         }
     }
@@ -369,8 +424,8 @@ impl Warnings {
 fn control_loop(
     mut cfg: Config,
     records: &Receiver<Record>,
-    ctl_tx: &Sender<u32>,
-    ctl_rx: &Receiver<u32>,
+    ctl_tx: &Sender<Commands>,
+    ctl_rx: &Receiver<Commands>,
     csv_tx: &Sender<Row>,
     status_tx: &Sender<StatusMsg>,
     notes: &Notes,
@@ -416,8 +471,15 @@ fn control_loop(
             .map(|d| d.on_checkpoint())
             .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
-        if let Some(ms) = step.command_ms {
-            command(ctl_tx, ctl_rx, ms);
+        if step.command_ms.is_some() || step.command_budget_pages.is_some() {
+            command(
+                ctl_tx,
+                ctl_rx,
+                Commands {
+                    interval_ms: step.command_ms,
+                    budget_pages: step.command_budget_pages,
+                },
+            );
         }
         if step.new_save {
             if let Some(prev) = prev_seq {
@@ -479,7 +541,7 @@ fn stall_timeout(interval_ms: u32) -> Duration {
 
 fn spawn_control(
     path: PathBuf,
-    rx: Receiver<u32>,
+    rx: Receiver<Commands>,
     notes: Notes,
 ) -> Result<JoinHandle<Result<(u64, bool)>>> {
     std::thread::Builder::new()
@@ -489,10 +551,18 @@ fn spawn_control(
             let mut warned = false;
             loop {
                 match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(ms) => {
-                        // Only the newest decision matters.
-                        let newest = rx.try_iter().last().unwrap_or(ms);
-                        writer.send(newest)?;
+                    Ok(cmds) => {
+                        // Only the newest decision of each kind matters
+                        // (the writer keeps one pending line per key).
+                        for cmds in std::iter::once(cmds).chain(rx.try_iter()) {
+                            if let Some(ms) = cmds.interval_ms {
+                                writer.queue(Command::IntervalMs(ms));
+                            }
+                            if let Some(pages) = cmds.budget_pages {
+                                writer.queue(Command::BudgetPages(pages));
+                            }
+                        }
+                        writer.flush()?;
                     }
                     Err(RecvTimeoutError::Timeout) => {
                         if writer.flush()? == Delivery::Pending && !warned {

@@ -28,6 +28,44 @@ impl Stream {
     }
 }
 
+/// What ended the save side's gate wait (`trigger=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// No wait at all (not paced, or already late); also when absent.
+    #[default]
+    None,
+    /// The interval's deadline.
+    Interval,
+    /// The dirty-page budget.
+    Budget,
+    /// A control line moved the deadline into the past.
+    Control,
+    /// A value this consumer does not know (a newer save side).
+    Other,
+}
+
+impl Trigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::None => "none",
+            Trigger::Interval => "interval",
+            Trigger::Budget => "budget",
+            Trigger::Control => "control",
+            Trigger::Other => "other",
+        }
+    }
+
+    fn parse(value: &str) -> Trigger {
+        match value {
+            "none" => Trigger::None,
+            "interval" => Trigger::Interval,
+            "budget" => Trigger::Budget,
+            "control" => Trigger::Control,
+            _ => Trigger::Other,
+        }
+    }
+}
+
 /// One checkpoint as reported by the save side. Timestamps are
 /// CLOCK_MONOTONIC nanoseconds of the save host; 0 means "not reached".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +104,18 @@ pub struct Record {
     /// `reopening`, `fallback`); `None` when absent (older writers, or no
     /// gate in this checkpoint).
     pub ctl_state: Option<String>,
+    /// Budget keys (present once a budget was commanded or probed).
+    pub trigger: Trigger,
+    /// Dirty count at the last probe of the gate (0: no probe).
+    pub dirty_at_trigger: u64,
+    /// Probe calls in this checkpoint's gate.
+    pub probes: u64,
+    /// Time spent in those probes (the guest is paused during each).
+    pub probe_ns: u64,
+    /// Latest commanded dirty-page budget (0: off).
+    pub budget_pages: u64,
+    /// Probe calls that failed so far in this save.
+    pub probe_errors: u64,
 }
 
 impl Record {
@@ -288,6 +338,12 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
         "ctl_rejected" => rec.ctl_rejected = num(key, value)?,
         "stats" => rec.stats_state = Some(state(key, value)?),
         "ctl" => rec.ctl_state = Some(state(key, value)?),
+        "trigger" => rec.trigger = Trigger::parse(value),
+        "dirty_at_trigger" => rec.dirty_at_trigger = num(key, value)?,
+        "probes" => rec.probes = num(key, value)?,
+        "probe_ns" => rec.probe_ns = num(key, value)?,
+        "budget_pages" => rec.budget_pages = num(key, value)?,
+        "probe_errors" => rec.probe_errors = num(key, value)?,
         // Forward compatibility: keys of newer writers are ignored.
         _ => {}
     }
@@ -335,6 +391,19 @@ fn format_line(rec: &Record) -> String {
     }
     if let Some(c) = &rec.ctl_state {
         line.insert_str(line.len() - 1, &format!(" ctl={c}"));
+    }
+    if rec.budget_pages != 0 || rec.probes != 0 || rec.probe_errors != 0 {
+        line.pop();
+        line.push_str(&format!(
+            " trigger={} dirty_at_trigger={} probes={} probe_ns={} budget_pages={} \
+             probe_errors={}\n",
+            rec.trigger.as_str(),
+            rec.dirty_at_trigger,
+            rec.probes,
+            rec.probe_ns,
+            rec.budget_pages,
+            rec.probe_errors
+        ));
     }
     line
 }
@@ -391,6 +460,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn parses_the_budget_keys() {
+        let line = LINE.replace(
+            "ctl_rejected=1\n",
+            "ctl_rejected=1 trigger=budget dirty_at_trigger=900 probes=4 probe_ns=80000 \
+             budget_pages=1000 probe_errors=0\n",
+        );
+        let rec = parse_line(&line).unwrap();
+        assert_eq!(rec.trigger, Trigger::Budget);
+        assert_eq!(rec.dirty_at_trigger, 900);
+        assert_eq!(rec.probes, 4);
+        assert_eq!(rec.probe_ns, 80_000);
+        assert_eq!(rec.budget_pages, 1000);
+        assert_eq!(format_line(&rec), line);
+        // Absent (no budget): the defaults; unknown trigger values parse.
+        assert_eq!(parse_line(LINE).unwrap().trigger, Trigger::None);
+        let newer = line.replace("trigger=budget", "trigger=thermal");
+        assert_eq!(parse_line(&newer).unwrap().trigger, Trigger::Other);
     }
 
     #[test]

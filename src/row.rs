@@ -58,4 +58,20 @@ pub struct Row {
     /// the policy: its `period_ms` is not one interval.
     #[serde(default)]
     pub gap: u64,
+    /// What ended the gate's wait: interval, budget, control, none (empty:
+    /// the save side reported no budget keys).
+    #[serde(default)]
+    pub trigger: String,
+    /// Dirty pages at the gate's last probe (0: no probe).
+    #[serde(default)]
+    pub dirty_at_trigger: u64,
+    /// Dirty-page budget commanded to the save side (0: off).
+    #[serde(default)]
+    pub budget_pages: u64,
+    /// Probes the gate made while waiting.
+    #[serde(default)]
+    pub probes: u64,
+    /// Time spent in those probes (the guest is paused in each).
+    #[serde(default)]
+    pub probe_ms: f64,
 }

@@ -427,6 +427,7 @@ fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
         ctl_rejected: num(&kv, "ctl_rejected"),
         stats_state,
         ctl_state,
+        ..Default::default()
     }
 }
 
@@ -663,6 +664,7 @@ fn format_limits() {
         ctl_rejected: u64::MAX,
         stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
         ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
+        ..Default::default()
     };
     assert!(reference_line(&max).len() > RECORD_MAX);
     assert_eq!(
@@ -699,6 +701,7 @@ fn format_limits() {
         // The longest state names.
         stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
         ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
+        ..Default::default()
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);
@@ -2094,6 +2097,7 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
                 ctl_rejected: u64::from(w[4]),
                 stats_state,
                 ctl_state,
+                ..Default::default()
             }
         })
 }

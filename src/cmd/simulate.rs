@@ -56,6 +56,13 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub fast: bool,
 
+    /// Dirty-page budget for the save side's gate (pages of 4 KiB; 0: off):
+    /// the gate probes the dirty count while it waits and suspends before
+    /// a checkpoint would exceed it; the policy's interval caps the wait
+    /// (e.g. `--policy fixed --interval 200ms`). At most 2^40.
+    #[arg(long, value_name = "PAGES", default_value_t = 0)]
+    pub budget_pages: u64,
+
     /// Where to write one row per checkpoint.
     #[arg(long, value_name = "FILE", default_value = "remus-ckpt-simulate.csv")]
     pub csv: PathBuf,
@@ -76,6 +83,12 @@ pub struct SimulateArgs {
 
 pub fn run(args: &SimulateArgs) -> Result<()> {
     args.policy.validate()?;
+    if args.budget_pages > crate::ffi::REMUS_CKPT_BUDGET_MAX_PAGES {
+        bail!(
+            "--budget-pages must be at most 2^40 (got {})",
+            args.budget_pages
+        );
+    }
     if args.disk.disk.iter().any(|d| !d.is_simulated()) {
         bail!("simulate only takes the simulated disk: --disk drbd:sim");
     }
@@ -101,7 +114,8 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         args.policy.size_metric,
         args.csv.display()
     );
-    let controller = Controller::new(policy, args.policy.size_metric);
+    let controller =
+        Controller::new(policy, args.policy.size_metric).with_budget_pages(args.budget_pages);
     if args.fast {
         run_fast(args, &domain, controller, &args.csv)?;
     } else {
@@ -240,9 +254,33 @@ fn summaries(runs: &[(String, Vec<Row>)], policy: &PolicyArgs) -> Vec<RunSummary
 }
 
 fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> {
-    let summaries = summaries(&read_runs(runs)?, policy);
+    let rows = read_runs(runs)?;
+    let summaries = summaries(&rows, policy);
     println!("{}", report::render(&summaries, Format::Table));
+    for (label, rows) in &rows {
+        print_budget_summary(label, rows);
+    }
     Ok(())
+}
+
+/// With a budget: how the gates ended and what the probes cost (the
+/// guest is paused in each probe).
+fn print_budget_summary(label: &str, rows: &[Row]) {
+    let paced: Vec<&Row> = rows.iter().filter(|r| r.live == 0).collect();
+    if !paced.iter().any(|r| r.budget_pages != 0 || r.probes != 0) {
+        return;
+    }
+    let count = |t: &str| paced.iter().filter(|r| r.trigger == t).count();
+    let probes: u64 = paced.iter().map(|r| r.probes).sum();
+    let probe_ms: f64 = paced.iter().map(|r| r.probe_ms).sum();
+    println!(
+        "{label}: gates ended by budget {}, interval {}, control {}, none {}; \
+         {probes} probes, {probe_ms:.3} ms of guest pause in probes",
+        count("budget"),
+        count("interval"),
+        count("control"),
+        count("none"),
+    );
 }
 
 /// File-name form of a policy spec: `fixed:25ms` -> `fixed-25ms`.
@@ -257,7 +295,8 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
     for spec in &args.compare {
         let policy = args.policy.build_spec(spec)?;
         let path = args.out_dir.join(format!("{}.csv", file_name(spec)));
-        let controller = Controller::new(policy, args.policy.size_metric);
+        let controller =
+            Controller::new(policy, args.policy.size_metric).with_budget_pages(args.budget_pages);
         run_fast(args, domain, controller, &path)?;
         runs.push((spec.to_string(), path));
     }

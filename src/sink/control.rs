@@ -1,10 +1,12 @@
-//! Control sink: writes `interval_ms=<n>` lines to the save side.
+//! Control sink: writes `interval_ms=<n>` and `budget_pages=<n>` lines to
+//! the save side.
 //!
 //! The save side opens the control FIFO only at its first checkpoint,
 //! seconds after Remus starts, and may go away and come back; so the
-//! writer opens without blocking, keeps the newest interval pending while
-//! nobody reads, and delivers it as soon as someone does. A line is far
-//! below PIPE_BUF, so a write is atomic or fails whole.
+//! writer opens without blocking, keeps the newest value of each key
+//! pending while nobody reads, and delivers them as soon as someone does.
+//! The pending lines go in one write far below PIPE_BUF, so it is atomic
+//! or fails whole.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -23,10 +25,20 @@ pub enum Delivery {
     Pending,
 }
 
+/// One value to command to the save side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `interval_ms=<n>`: the gate's interval (the cap with a budget).
+    IntervalMs(u32),
+    /// `budget_pages=<n>`: end the wait at this dirty count (0: off).
+    BudgetPages(u64),
+}
+
 pub struct ControlWriter {
     path: PathBuf,
     file: Option<File>,
     pending_ms: Option<u32>,
+    pending_budget_pages: Option<u64>,
     /// Lines written so far.
     pub written: u64,
 }
@@ -37,6 +49,7 @@ impl ControlWriter {
             path: path.to_path_buf(),
             file: None,
             pending_ms: None,
+            pending_budget_pages: None,
             written: 0,
         }
     }
@@ -44,15 +57,44 @@ impl ControlWriter {
     /// Queues `interval_ms` (replacing any older pending one) and tries to
     /// deliver it.
     pub fn send(&mut self, interval_ms: u32) -> Result<Delivery> {
-        self.pending_ms = Some(interval_ms);
+        self.queue(Command::IntervalMs(interval_ms));
         self.flush()
     }
 
-    /// Tries to deliver the pending interval, if any.
+    /// Queues `budget_pages` (0: off; replacing any older pending one) and
+    /// tries to deliver it.
+    pub fn send_budget(&mut self, budget_pages: u64) -> Result<Delivery> {
+        self.queue(Command::BudgetPages(budget_pages));
+        self.flush()
+    }
+
+    /// Queues a command without writing, replacing the older pending value
+    /// of its key; [`flush`](Self::flush) delivers.
+    pub fn queue(&mut self, cmd: Command) {
+        match cmd {
+            Command::IntervalMs(ms) => self.pending_ms = Some(ms),
+            Command::BudgetPages(pages) => self.pending_budget_pages = Some(pages),
+        }
+    }
+
+    /// The pending lines, in one string (interval first).
+    fn pending_lines(&self) -> String {
+        let mut lines = String::new();
+        if let Some(ms) = self.pending_ms {
+            lines.push_str(&format!("interval_ms={ms}\n"));
+        }
+        if let Some(pages) = self.pending_budget_pages {
+            lines.push_str(&format!("budget_pages={pages}\n"));
+        }
+        lines
+    }
+
+    /// Tries to deliver the pending lines, if any.
     pub fn flush(&mut self) -> Result<Delivery> {
-        let Some(interval_ms) = self.pending_ms else {
+        if !self.has_pending() {
             return Ok(Delivery::Written);
-        };
+        }
+        let line = self.pending_lines();
         if self
             .file
             .as_ref()
@@ -67,11 +109,11 @@ impl ControlWriter {
         let Some(file) = &mut self.file else {
             return Ok(Delivery::Pending);
         };
-        let line = format!("interval_ms={interval_ms}\n");
         match file.write(line.as_bytes()) {
             Ok(n) if n == line.len() => {
+                self.written += line.matches('\n').count() as u64;
                 self.pending_ms = None;
-                self.written += 1;
+                self.pending_budget_pages = None;
                 Ok(Delivery::Written)
             }
             // A full pipe: the save side has not read our older lines yet.
@@ -87,9 +129,9 @@ impl ControlWriter {
         }
     }
 
-    /// Whether an interval still waits for the save side.
+    /// Whether a line still waits for the save side.
     pub fn has_pending(&self) -> bool {
-        self.pending_ms.is_some()
+        self.pending_ms.is_some() || self.pending_budget_pages.is_some()
     }
 }
 
@@ -111,5 +153,25 @@ mod tests {
         let mut s = String::new();
         let _ = r.read_to_string(&mut s);
         assert_eq!(s, "interval_ms=70\n", "only the newest interval is sent");
+    }
+
+    #[test]
+    fn budget_lines_beside_intervals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ctl");
+        fifo::ensure_private_fifo(&p).unwrap();
+        let mut w = ControlWriter::new(&p);
+        assert_eq!(w.send_budget(100).unwrap(), Delivery::Pending);
+        assert_eq!(w.send(50).unwrap(), Delivery::Pending);
+        assert_eq!(w.send_budget(2560).unwrap(), Delivery::Pending);
+        let mut r = fifo::open_reader(&p).unwrap();
+        assert_eq!(w.flush().unwrap(), Delivery::Written);
+        assert_eq!(w.written, 2);
+        assert!(!w.has_pending());
+        assert_eq!(w.send_budget(0).unwrap(), Delivery::Written);
+        drop(w);
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        assert_eq!(s, "interval_ms=50\nbudget_pages=2560\nbudget_pages=0\n");
     }
 }

@@ -39,6 +39,11 @@ pub struct DomainArgs {
     /// Time for the backup to acknowledge the checkpoint (guest running).
     #[arg(long, value_name = "DURATION", default_value = "1ms")]
     pub commit_cost: Millis,
+
+    /// Guest pause of one dirty-count probe (a log-dirty PEEK), made by
+    /// the gate only while a dirty-page budget is commanded.
+    #[arg(long, value_name = "DURATION", default_value = "20us")]
+    pub probe_cost: Millis,
 }
 
 /// One checkpoint's work, in seconds and counts.
@@ -61,6 +66,7 @@ pub struct Domain {
     suspend_s: f64,
     resume_s: f64,
     commit_s: f64,
+    probe_s: f64,
 }
 
 impl Domain {
@@ -75,11 +81,23 @@ impl Domain {
             suspend_s: args.suspend_cost.0.as_secs_f64(),
             resume_s: args.resume_cost.0.as_secs_f64(),
             commit_s: args.commit_cost.0.as_secs_f64(),
+            probe_s: args.probe_cost.0.as_secs_f64(),
         })
     }
 
     fn stream_bytes(pages: u64) -> u64 {
         pages * (u64::from(PAGE_SIZE) + PFN_BYTES) + FIXED_RECORD_BYTES
+    }
+
+    /// Guest pause of one dirty-count probe, seconds.
+    pub fn probe_s(&self) -> f64 {
+        self.probe_s
+    }
+
+    /// Pages dirtied since the guest resumed at `running_since_s`, as a
+    /// probe at `now_s` sees them (the log-dirty count since the CLEAN).
+    pub fn dirty_now(&self, running_since_s: f64, now_s: f64) -> u64 {
+        self.workload.dirty_pages(running_since_s, now_s)
     }
 
     /// How long the initial live copy of all memory runs, seconds.

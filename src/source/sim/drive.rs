@@ -6,20 +6,31 @@
 //! intervals come back through the real control FIFO.
 //!
 //! Virtual time is for comparing policies: the same domain model and the
-//! same gate rule (suspend at max(now, previous suspend + interval)), with
-//! each record formatted by the C formatter and parsed back, but no
+//! same C gate (its interval and dirty-page budget rule), run on a virtual
+//! clock injected into the C library (`remus_ckpt_set_clock`), with the
+//! commands written to a pipe the C library reads as its control channel
+//! and each record formatted by the C formatter and parsed back; no
 //! sleeping and no threads, so a run is deterministic for its seed and
 //! takes milliseconds.
+//!
+//! In both modes the gate's probe (`remus_ckpt_set_probe`) reads the
+//! workload's dirty count since the guest last resumed, and costs the
+//! domain's `--probe-cost` each time (the guest is paused in a PEEK). The
+//! workload counts probe pauses as running time: they are microseconds.
 
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::domain::{Domain, Work, PAGE_SIZE};
 use crate::disk::DiskDelta;
-use crate::ffi::{self, Ckpt, CkptStream, Mark};
+use crate::ffi::{self, Ckpt, CkptStream, Clock, Mark, Probe};
 use crate::pipeline::Controller;
 use crate::record::{self, Record};
 use crate::row::Row;
@@ -59,6 +70,12 @@ pub fn run_realtime(
     };
     let start = Instant::now();
     let now_s = || start.elapsed().as_secs_f64();
+    let resumed_s = Arc::new(Mutex::new(0.0));
+    ckpt.set_probe(Box::new(RealProbe {
+        domain: domain.clone(),
+        start,
+        resumed_s: Arc::clone(&resumed_s),
+    }));
 
     // Initial live copy: all memory while the guest runs.
     sleep_s(domain.live_copy_s());
@@ -79,6 +96,7 @@ pub fn run_realtime(
         sleep_s(work.resume_s);
         ckpt.mark(Mark::Resumed);
         running_since_s = now_s();
+        *lock(&resumed_s) = running_since_s;
         sleep_s(work.commit_s);
         ckpt.emit();
         checkpoints += 1;
@@ -87,9 +105,107 @@ pub fn run_realtime(
     Ok(checkpoints)
 }
 
+/// The probe in real time: the workload's count since the guest resumed,
+/// and a real pause of the probe's cost.
+struct RealProbe {
+    domain: Domain,
+    start: Instant,
+    /// When the simulated guest last resumed, seconds since `start`.
+    resumed_s: Arc<Mutex<f64>>,
+}
+
+impl Probe for RealProbe {
+    fn dirty_pages(&mut self) -> Option<u64> {
+        let now_s = self.start.elapsed().as_secs_f64();
+        let dirty = self.domain.dirty_now(*lock(&self.resumed_s), now_s);
+        sleep_s(self.domain.probe_s());
+        Some(dirty)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these small values leaves it usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Virtual time, shared by the C library's clock and the probe.
+#[derive(Debug)]
+struct VirtualTime {
+    now_ns: u64,
+    /// When the simulated guest last resumed, seconds of virtual time.
+    resumed_s: f64,
+}
+
+/// Monotonic timestamps must not be 0 (0 means "not reached"): virtual
+/// time 0 is this many ns.
+const VIRTUAL_BASE_NS: u64 = 1_000_000_000;
+
+fn to_ns(seconds: f64) -> u64 {
+    (seconds.max(0.0) * 1e9).round() as u64
+}
+
+fn to_s(now_ns: u64) -> f64 {
+    now_ns.saturating_sub(VIRTUAL_BASE_NS) as f64 / 1e9
+}
+
+struct VirtualClock(Arc<Mutex<VirtualTime>>);
+
+impl Clock for VirtualClock {
+    fn now_ns(&mut self) -> u64 {
+        lock(&self.0).now_ns
+    }
+
+    fn sleep_until(&mut self, deadline_ns: u64) {
+        let mut t = lock(&self.0);
+        t.now_ns = t.now_ns.max(deadline_ns);
+    }
+}
+
+/// The probe in virtual time: the guest is paused for the probe's cost.
+struct VirtualProbe {
+    domain: Domain,
+    time: Arc<Mutex<VirtualTime>>,
+}
+
+impl Probe for VirtualProbe {
+    fn dirty_pages(&mut self) -> Option<u64> {
+        let mut t = lock(&self.time);
+        let dirty = self.domain.dirty_now(t.resumed_s, to_s(t.now_ns));
+        t.now_ns += to_ns(self.domain.probe_s());
+        Some(dirty)
+    }
+}
+
+/// A pipe: the read end for the C library's control channel (fd:N), the
+/// write end for the commands.
+fn control_pipe() -> Result<(OwnedFd, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot create the virtual control pipe");
+    }
+    // SAFETY: pipe2 just created both fds; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
+
+/// Writes the controller's commands as the control lines the C reads.
+fn command(pipe: &mut File, interval_ms: Option<u32>, budget_pages: Option<u64>) -> Result<()> {
+    let mut lines = String::new();
+    if let Some(ms) = interval_ms {
+        lines.push_str(&format!("interval_ms={ms}\n"));
+    }
+    if let Some(pages) = budget_pages {
+        lines.push_str(&format!("budget_pages={pages}\n"));
+    }
+    // A few lines per checkpoint, read at every gate: the pipe never fills.
+    pipe.write_all(lines.as_bytes())
+        .context("cannot write to the virtual control pipe")
+}
+
 /// Runs the loop in virtual time for `duration_s`, steering with
 /// `controller` synchronously; `disk` gives each epoch's disk bytes and
-/// every row goes to `on_row`.
+/// every row goes to `on_row`. The C gate paces, on the virtual clock.
 pub fn run_virtual(
     domain: &Domain,
     duration_s: f64,
@@ -97,66 +213,64 @@ pub fn run_virtual(
     mut disk: impl FnMut(f64, f64) -> DiskDelta,
     mut on_row: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
-    const NS: f64 = 1e9;
-    // Monotonic timestamps must not be 0 (0 means "not reached").
-    let base_ns = 1_000_000_000u64;
-    let ns = |t: f64| base_ns + (t * NS).round() as u64;
+    let (control_read, mut control) = control_pipe()?;
+    let spec = format!("fd:{}", control_read.as_raw_fd());
+    let Some(mut ckpt) =
+        Ckpt::open_with(SIM_DOMID, CkptStream::Remus, PAGE_SIZE, None, Some(&spec))?
+    else {
+        bail!("the C library stayed unconfigured with a control pipe given");
+    };
+    let time = Arc::new(Mutex::new(VirtualTime {
+        now_ns: VIRTUAL_BASE_NS + to_ns(domain.live_copy_s()),
+        resumed_s: 0.0,
+    }));
+    ckpt.set_clock(Box::new(VirtualClock(Arc::clone(&time))));
+    ckpt.set_probe(Box::new(VirtualProbe {
+        domain: domain.clone(),
+        time: Arc::clone(&time),
+    }));
+    let budget = controller.initial_budget_pages();
+    command(
+        &mut control,
+        Some(controller.initial_interval_ms()),
+        (budget != 0).then_some(budget),
+    )?;
+    let now_s = || to_s(lock(&time).now_ns);
+    let advance = |seconds: f64| lock(&time).now_ns += to_ns(seconds);
 
-    let mut t = domain.live_copy_s();
     let mut running_since_s = 0.0;
-    let mut prev_suspend_s: Option<f64> = None;
-    let mut interval_ms = controller.initial_interval_ms();
-    let mut seq = 0u64;
-    while t < duration_s {
-        let live = seq == 0;
-        let t_gate = t;
-        let paced = !live && prev_suspend_s.is_some();
-        let t_suspend = match prev_suspend_s {
-            Some(prev) if paced => t.max(prev + f64::from(interval_ms) / 1e3),
-            _ => t,
-        };
+    let mut live = true;
+    while now_s() < duration_s {
+        ckpt.gate(live);
+        let t_suspend = now_s();
         let work: Work = domain.checkpoint(running_since_s, t_suspend, live);
-        let t_suspended = t_suspend + work.suspend_s;
-        let t_sent = t_suspended + work.send_s;
-        let t_resumed = t_sent + work.resume_s;
-        let t_done = t_resumed + work.commit_s;
+        advance(work.suspend_s);
+        ckpt.mark(Mark::Suspended);
+        ckpt.dirty(work.dirty_pages, 0);
+        advance(work.send_s);
+        ckpt.wrote(work.bytes_sent, work.pages_sent);
+        ckpt.mark(Mark::Sent);
+        advance(work.resume_s);
+        ckpt.mark(Mark::Resumed);
+        let resumed_s = now_s();
+        lock(&time).resumed_s = resumed_s;
+        advance(work.commit_s);
+        ckpt.emit();
 
-        let raw = ffi::remus_ckpt_record {
-            seq,
-            domid: SIM_DOMID,
-            stream: ffi::remus_ckpt_stream_REMUS_CKPT_STREAM_REMUS,
-            live: u32::from(live),
-            page_size: PAGE_SIZE,
-            dirty_pages: work.dirty_pages,
-            pages_sent: work.pages_sent,
-            bytes_sent: work.bytes_sent,
-            t_gate: ns(t_gate),
-            t_suspend: ns(t_suspend),
-            t_suspended: ns(t_suspended),
-            t_sent: ns(t_sent),
-            t_resumed: ns(t_resumed),
-            t_done: ns(t_done),
-            interval_ms: if paced { interval_ms } else { 0 },
-            cmd_interval_ms: interval_ms,
-            gate_wait_ns: ((t_suspend - t_gate) * NS).round() as u64,
-            ..Default::default()
-        };
+        let raw = ckpt.last().context("the C library kept no record")?;
         let line =
             ffi::format_record(&raw).context("the C formatter refused a simulated record")?;
         let rec: Record =
             record::parse_line(&line).with_context(|| format!("C record did not parse: {line}"))?;
-
         let epoch = disk(running_since_s, t_suspend);
         let step = controller.on_record(&rec, epoch);
-        if let Some(ms) = step.command_ms {
-            interval_ms = ms;
+        if step.command_ms.is_some() || step.command_budget_pages.is_some() {
+            command(&mut control, step.command_ms, step.command_budget_pages)?;
         }
         on_row(step.row)?;
 
-        prev_suspend_s = Some(t_suspend);
-        running_since_s = t_resumed;
-        t = t_done;
-        seq += 1;
+        running_since_s = resumed_s;
+        live = false;
     }
     Ok(())
 }
