@@ -36,8 +36,12 @@
 
 /* Version of the record line ("ckpt v=1 ..."). */
 #define REMUS_CKPT_RECORD_VERSION 1
-/* Upper bound of one record line, newline included (< PIPE_BUF: atomic). */
-#define REMUS_CKPT_RECORD_MAX 512
+/*
+ * Upper bound of one record line, newline included: below Linux's PIPE_BUF
+ * (4096), so one write() to a pipe is atomic.  The longest possible record
+ * is 791 bytes (docs/protocol.md): every record fits.
+ */
+#define REMUS_CKPT_RECORD_MAX 1024
 /* Largest interval accepted on the control pipe. */
 #define REMUS_CKPT_INTERVAL_MAX_MS 60000u
 /* Largest dirty-page budget accepted on the control pipe (2^40 pages). */

@@ -471,6 +471,20 @@ fn reference_line(r: &ffi::remus_ckpt_record) -> String {
     if r.ctl_state != 0 {
         s += &format!(" ctl={}", state_name(&CTL_STATES, r.ctl_state));
     }
+    // The budget keys: only once a budget was commanded or probed.
+    if r.budget_pages != 0 || r.probes != 0 || r.probe_errors != 0 {
+        let trigger = match r.trigger {
+            ffi::remus_ckpt_trigger_REMUS_CKPT_TRIGGER_INTERVAL => "interval",
+            ffi::remus_ckpt_trigger_REMUS_CKPT_TRIGGER_BUDGET => "budget",
+            ffi::remus_ckpt_trigger_REMUS_CKPT_TRIGGER_CONTROL => "control",
+            _ => "none",
+        };
+        s += &format!(
+            " trigger={trigger} dirty_at_trigger={} probes={} probe_ns={} budget_pages={} \
+             probe_errors={}",
+            r.dirty_at_trigger, r.probes, r.probe_ns, r.budget_pages, r.probe_errors
+        );
+    }
     s.push('\n');
     s
 }
@@ -664,14 +678,23 @@ fn format_limits() {
         ctl_rejected: u64::MAX,
         stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
         ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
-        ..Default::default()
+        trigger: ffi::remus_ckpt_trigger_REMUS_CKPT_TRIGGER_INTERVAL,
+        dirty_at_trigger: u64::MAX,
+        probes: u64::MAX,
+        probe_ns: u64::MAX,
+        budget_pages: u64::MAX,
+        probe_errors: u64::MAX,
     };
-    assert!(reference_line(&max).len() > RECORD_MAX);
-    assert_eq!(
-        format(&max, 4096).0,
-        -1,
-        "does not fit in REMUS_CKPT_RECORD_MAX"
-    );
+    // Every record fits: the longest possible one (every number at its
+    // maximum, the longest words) is below REMUS_CKPT_RECORD_MAX, so no
+    // record is ever dropped for its size.
+    let longest = reference_line(&max);
+    assert!(longest.len() <= RECORD_MAX, "{}", longest.len());
+    let (n, buf) = format(&max, RECORD_MAX + 1);
+    assert_eq!(n as usize, longest.len());
+    assert_eq!(&buf[..longest.len()], longest.as_bytes());
+    // A buffer too small for it is refused, never overrun.
+    assert_eq!(format(&max, longest.len()).0, -1);
 
     // A record at the realistic worst case fits: 3 years of uptime in ns
     // (17 digits), 10-digit counts, PiB of bytes, 60 s waits.
@@ -701,7 +724,13 @@ fn format_limits() {
         // The longest state names.
         stats_state: ffi::remus_ckpt_stats_state_REMUS_CKPT_STATS_REOPENED,
         ctl_state: ffi::remus_ckpt_ctl_state_REMUS_CKPT_CTL_REOPENING,
-        ..Default::default()
+        // And every budget key: a 60 s wait probed every millisecond.
+        trigger: ffi::remus_ckpt_trigger_REMUS_CKPT_TRIGGER_INTERVAL,
+        dirty_at_trigger: 9_999_999_999,
+        probes: 60_000,
+        probe_ns: 60_000 * MS,
+        budget_pages: 1 << 40,
+        probe_errors: 9_999_999_999,
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);
@@ -718,12 +747,12 @@ fn format_limits() {
     // live is 0 or 1 on the wire; an unknown stream is not formatted.
     let mut odd = big;
     odd.live = 7;
-    let (n, buf) = format(&odd, 600);
+    let (n, buf) = format(&odd, RECORD_MAX + 1);
     assert!(std::str::from_utf8(&buf[..n as usize])
         .unwrap()
         .contains(" live=1 "));
     odd.stream = 3;
-    assert_eq!(format(&odd, 600).0, -1);
+    assert_eq!(format(&odd, RECORD_MAX + 1).0, -1);
 
     // A state without a wire name is not formatted either; 0 leaves the
     // key out.
@@ -733,17 +762,21 @@ fn format_limits() {
             ctl_state,
             ..big
         };
-        assert_eq!(format(&r, 600).0, -1, "{stats_state} {ctl_state}");
+        assert_eq!(
+            format(&r, RECORD_MAX + 1).0,
+            -1,
+            "{stats_state} {ctl_state}"
+        );
     }
     let r = ffi::remus_ckpt_record {
         stats_state: 0,
         ctl_state: 0,
         ..big
     };
-    let (n, buf) = format(&r, 600);
+    let (n, buf) = format(&r, RECORD_MAX + 1);
     assert!(std::str::from_utf8(&buf[..n as usize])
         .unwrap()
-        .ends_with(" ctl_rejected=9999999999\n"));
+        .contains(" ctl_rejected=9999999999 trigger=interval "));
 }
 
 // ---------------------------------------------------------------------------

@@ -44,7 +44,8 @@ pub enum OnEof {
     Stop,
 }
 
-/// Longest line kept, newline included; record lines are at most 512 bytes.
+/// Longest line kept, newline included; record lines are at most
+/// `REMUS_CKPT_RECORD_MAX` (1024) bytes.
 pub const MAX_LINE: usize = 4096;
 
 /// How often a stats path that is not a FIFO is looked at again.
