@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::domain::{Domain, Work, PAGE_SIZE};
+use super::domain::{Domain, Times, Work, PAGE_SIZE};
 use crate::disk::DiskDelta;
 use crate::ffi::{self, Ckpt, CkptStream, Mark};
 use crate::pipeline::Controller;
@@ -87,6 +87,13 @@ pub fn run_realtime(
     Ok(checkpoints)
 }
 
+/// The gate's rule in virtual time: the save loop back at the gate at
+/// `now_s` suspends at once, or when `interval_ms` has passed since the
+/// previous suspend, whichever is later.
+pub fn paced_suspend_s(now_s: f64, prev_suspend_s: f64, interval_ms: u32) -> f64 {
+    now_s.max(prev_suspend_s + f64::from(interval_ms) / 1e3)
+}
+
 /// Runs the loop in virtual time for `duration_s`, steering with
 /// `controller` synchronously; `disk` gives each epoch's disk bytes and
 /// every row goes to `on_row`.
@@ -112,14 +119,16 @@ pub fn run_virtual(
         let t_gate = t;
         let paced = !live && prev_suspend_s.is_some();
         let t_suspend = match prev_suspend_s {
-            Some(prev) if paced => t.max(prev + f64::from(interval_ms) / 1e3),
+            Some(prev) if paced => paced_suspend_s(t, prev, interval_ms),
             _ => t,
         };
         let work: Work = domain.checkpoint(running_since_s, t_suspend, live);
-        let t_suspended = t_suspend + work.suspend_s;
-        let t_sent = t_suspended + work.send_s;
-        let t_resumed = t_sent + work.resume_s;
-        let t_done = t_resumed + work.commit_s;
+        let Times {
+            suspended_s: t_suspended,
+            sent_s: t_sent,
+            resumed_s: t_resumed,
+            done_s: t_done,
+        } = work.times(t_suspend);
 
         let raw = ffi::remus_ckpt_record {
             seq,
