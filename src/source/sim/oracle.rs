@@ -415,14 +415,24 @@ mod tests {
             ..report::summarize(label, &[], 0, 1)
         };
         assert_eq!(against_oracle(&[run("fixed:10ms", 250)]), None);
-        let t = against_oracle(&[run("fixed:10ms", 250), run(LABEL, 100), run("idle", 0)])
-            .unwrap();
+        let t = against_oracle(&[run("fixed:10ms", 250), run(LABEL, 100), run("idle", 0)]).unwrap();
         let text = t.table();
         // 250 / 100 = 2.50; 100 / 250 = 40 %.
-        assert!(text.contains("fixed:10ms    250          2.50         40.0"), "{text}");
-        assert!(text.contains("oracle        100          1.00        100.0"), "{text}");
-        assert!(text.contains("idle            0          0.00            -"), "{text}");
-        assert!(t.markdown().contains("| fixed:10ms | 250 | 2.50 | 40.0 | - |"));
+        assert!(
+            text.contains("fixed:10ms    250          2.50         40.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oracle        100          1.00        100.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle            0          0.00            -"),
+            "{text}"
+        );
+        assert!(t
+            .markdown()
+            .contains("| fixed:10ms | 250 | 2.50 | 40.0 | - |"));
     }
 
     fn summary(rows: &[Row], a: &Args) -> report::RunSummary {
