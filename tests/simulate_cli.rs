@@ -317,3 +317,147 @@ fn simulated_drbd_disk_counts_and_total_metric_steers_on_it() {
         "total should shorten the interval: wire {mi_wire} ms, total {mi_total} ms"
     );
 }
+
+/// A 5 s trace in `dir`: 100 ms checkpoints, 1000 pages/s for 2.5 s, then
+/// 20 000 pages/s.
+fn five_second_trace(dir: &Path) -> String {
+    let mut csv = String::from(
+        "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,\
+         pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n\
+         0,0.0,5,5,20000,0,20000,1,1,0,100,0\n",
+    );
+    for i in 1..=50 {
+        let pages = if i <= 25 { 100 } else { 2000 };
+        csv.push_str(&format!(
+            "{i},{:.1},{pages},{pages},0,0,0,1,1,100,100,0\n",
+            f64::from(i) * 0.1
+        ));
+    }
+    let path = dir.join("five.csv");
+    std::fs::write(&path, csv).unwrap();
+    format!("trace:{}", path.display())
+}
+
+#[test]
+fn a_trace_ends_the_run_or_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = five_second_trace(dir.path());
+    // 64 MiB at 1 GiB/s: the live copy takes 62.5 ms of trace time.
+    let common = [
+        "--fast",
+        "--workload",
+        &trace,
+        "--noise",
+        "0",
+        "--memory",
+        "64MiB",
+        "--policy",
+        "fixed",
+        "--interval",
+        "100ms",
+        "--duration",
+        "60s",
+    ];
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["simulate", "--quiet", "--csv", "once.csv"])
+        .args(common)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the trace covers 5.0s, so the run stops there"),
+        "{stderr}"
+    );
+    let once = read_csv(dir.path().join("once.csv")).unwrap();
+    let last = once.last().unwrap().t_s + 0.0625;
+    // The last suspend is at most one interval past the trace's end.
+    assert!((4.8..=5.1).contains(&last), "last suspend at {last} s");
+
+    let (looped, _) = simulate(dir.path(), "loop.csv", &[&common[..], &["--loop"]].concat());
+    let last = looped.last().unwrap().t_s + 0.0625;
+    assert!((59.8..=60.1).contains(&last), "last suspend at {last} s");
+    // Every lap replays the trace: low in its first half, 20x in its second.
+    let rate = |from: f64, to: f64| {
+        let sel: Vec<&Row> = looped
+            .iter()
+            .filter(|r| r.live == 0 && (from..to).contains(&(r.t_s + 0.0625)))
+            .collect();
+        assert!(sel.len() >= 10, "{} rows in [{from}, {to})", sel.len());
+        sel.iter().map(|r| r.dirty_pages as f64).sum::<f64>()
+            / sel.iter().map(|r| r.period_ms / 1e3).sum::<f64>()
+    };
+    for lap in 0..12 {
+        let t = f64::from(lap) * 5.0;
+        let (low, high) = (rate(t + 0.5, t + 2.0), rate(t + 3.0, t + 4.5));
+        // Per period, so a little below the trace's rates: the guest is
+        // paused for part of each period.
+        assert!((800.0..=1000.0).contains(&low), "lap {lap}: low {low}");
+        assert!(
+            (15_000.0..=20_000.0).contains(&high),
+            "lap {lap}: high {high}"
+        );
+    }
+}
+
+#[test]
+fn compare_with_oracle_sweep_and_byterate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "simulate",
+            "--workload",
+            "phases",
+            "--duration",
+            "40s",
+            "--out-dir",
+            "cmp",
+            "--compare",
+            "sweep:25ms..800ms:6,threshold,target,byterate,oracle",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Against the oracle"), "{stdout}");
+    assert!(stdout.contains("% of oracle"), "{stdout}");
+    let md = std::fs::read_to_string(dir.path().join("cmp/report.md")).unwrap();
+    assert!(
+        md.contains("| run | ckpts | ckpts/oracle | % of oracle |"),
+        "{md}"
+    );
+
+    // 25 ms .. 800 ms in 6 points: x2 per step.
+    let fixed = ["25", "50", "100", "200", "400", "800"];
+    let summary = |file: &str| {
+        let rows = read_csv(dir.path().join("cmp").join(file)).unwrap();
+        remus_ckpt::report::summarize(file, &rows, 4 << 20, LMAX)
+    };
+    let oracle = summary("oracle.csv");
+    assert_eq!(oracle.pct_at_most_lmax, Some(100.0));
+    let mut safe = 0;
+    for ms in fixed {
+        let s = summary(&format!("fixed-{ms}ms.csv"));
+        let ratio = s.checkpoints as f64 / oracle.checkpoints as f64;
+        // The ratio column says the same as the CSVs.
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("fixed:{ms}ms ")) && l.split_whitespace().count() == 5)
+            .unwrap_or_else(|| panic!("no oracle row for fixed:{ms}ms in\n{stdout}"));
+        assert!(row.contains(&format!("{ratio:.2}")), "{row} vs {ratio:.2}");
+        if s.pct_at_most_lmax == Some(100.0) {
+            safe += 1;
+            assert!(ratio >= 1.0, "fixed:{ms}ms beats the oracle: {ratio}");
+        }
+    }
+    assert!(safe >= 2, "{safe} safe fixed intervals");
+    for file in ["threshold.csv", "target.csv", "byterate.csv"] {
+        assert!(summary(file).checkpoints > 0, "{file}");
+    }
+}

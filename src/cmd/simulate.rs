@@ -17,17 +17,19 @@ use crate::disk::{DiskArgs, DiskMeter, OpenOptions, SimulatedDiskHandle};
 use crate::fifo;
 use crate::pipeline::{self, Controller};
 use crate::plot::{self, Panel, PlotOptions};
-use crate::policy::{PolicyArgs, PolicySpec};
+use crate::policy::compare::{self as compare_spec, CompareRun, CompareSpec};
+use crate::policy::{Policy, PolicyArgs};
 use crate::report::{self, Format, RunSummary};
 use crate::row::Row;
 use crate::sink::csv::CsvSink;
 use crate::source::sim::domain::{Domain, DomainArgs};
 use crate::source::sim::drive;
+use crate::source::sim::oracle::{self, Oracle};
 use crate::source::sim::workload::{Workload, WorkloadArgs};
 use crate::source::stats_fifo::{self, OnEof};
 use crate::units::{Bytes, Millis};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SimulateArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -68,9 +70,12 @@ pub struct SimulateArgs {
     pub csv: PathBuf,
 
     /// Compare policies on the identical workload (implies --fast), e.g.
-    /// `fixed:25ms,fixed:100ms,fixed:200ms,threshold,target`.
+    /// `fixed:25ms,fixed:100ms,threshold,target,byterate`; also
+    /// `sweep:FROM..TO[:N]` (N fixed intervals on a log scale, default 8;
+    /// `sweep` alone spans --tmin..--tmax) and `oracle` (the offline
+    /// optimum; the report then gives each run's checkpoints against it).
     #[arg(long, value_name = "POLICY,...", value_delimiter = ',')]
-    pub compare: Vec<PolicySpec>,
+    pub compare: Vec<CompareSpec>,
 
     /// With --compare: directory for the CSVs, report.md and compare.png.
     #[arg(long, value_name = "DIR", default_value = "remus-ckpt-compare")]
@@ -92,12 +97,13 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     if args.disk.disk.iter().any(|d| !d.is_simulated()) {
         bail!("simulate only takes the simulated disk: --disk drbd:sim");
     }
-    let duration_s = args.duration.0.as_secs_f64();
     let workload = Workload::new(
         &args.workload,
         crate::source::sim::domain::PAGE_SIZE,
-        duration_s,
+        args.duration.0.as_secs_f64(),
     )?;
+    let args = &ends_with_the_trace(args, &workload);
+    let duration_s = args.duration.0.as_secs_f64();
     let domain = Domain::new(&args.domain, workload)?;
     if !args.compare.is_empty() {
         return compare(args, &domain);
@@ -122,6 +128,23 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         run_realtime(args, &domain, controller)?;
     }
     print_summary(&[(label_of(&args.csv), args.csv.clone())], &args.policy)
+}
+
+/// A trace shorter than --duration ends the run (no rate is invented past
+/// its end); says so on stderr.
+fn ends_with_the_trace(args: &SimulateArgs, workload: &Workload) -> SimulateArgs {
+    let mut args = args.clone();
+    if let Some(end_s) = workload.end_s() {
+        if end_s < args.duration.0.as_secs_f64() {
+            eprintln!(
+                "remus-ckpt: note: the trace covers {end_s:.1}s, so the run stops there \
+                 instead of at --duration {} (--loop replays it)",
+                args.duration
+            );
+            args.duration = Millis(std::time::Duration::from_secs_f64(end_s));
+        }
+    }
+    args
 }
 
 /// Disk bytes the simulated guest writes per page it dirties: --disk-rate
@@ -283,37 +306,84 @@ fn print_budget_summary(label: &str, rows: &[Row]) {
     );
 }
 
-/// File-name form of a policy spec: `fixed:25ms` -> `fixed-25ms`.
-fn file_name(spec: &PolicySpec) -> String {
-    spec.to_string().replace(':', "-")
+/// File-name form of a run's label: `fixed:25ms` -> `fixed-25ms`.
+fn file_name(run: &CompareRun) -> String {
+    run.label().replace(':', "-")
+}
+
+/// The policy of one compared run; the oracle plans on `domain`.
+fn compare_policy(
+    args: &SimulateArgs,
+    domain: &Domain,
+    run: &CompareRun,
+) -> Result<Box<dyn Policy>> {
+    let spec = match run {
+        CompareRun::Policy(spec) => spec,
+        CompareRun::Oracle => {
+            args.policy.validate()?;
+            let per_page = disk_bytes_per_page(args);
+            let disk_domain = domain.clone();
+            let with_disk = !args.disk.disk.is_empty();
+            // The meter counts whole KiB of a running total: an epoch's
+            // count is at most 1 KiB above its bytes.
+            let disk: oracle::DiskModel = Box::new(move |from_s, to_s| {
+                if with_disk {
+                    epoch_disk_bytes(&disk_domain, per_page, from_s, to_s) + 1024
+                } else {
+                    0
+                }
+            });
+            return Ok(Box::new(Oracle::new(
+                domain.clone(),
+                args.policy.size_metric,
+                disk,
+                args.policy.lmax.0,
+                args.policy.clamp(),
+                args.policy.initial_ms(),
+            )));
+        }
+    };
+    args.policy.build_spec(spec)
 }
 
 fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let mut runs = Vec::new();
-    for spec in &args.compare {
-        let policy = args.policy.build_spec(spec)?;
-        let path = args.out_dir.join(format!("{}.csv", file_name(spec)));
+    for run in compare_spec::expand(&args.compare, &args.policy)? {
+        let policy = compare_policy(args, domain, &run)?;
+        let path = args.out_dir.join(format!("{}.csv", file_name(&run)));
+        // The oracle plans every interval itself: a budget would end its
+        // waits early.
+        let budget_pages = match run {
+            CompareRun::Oracle => 0,
+            CompareRun::Policy(_) => args.budget_pages,
+        };
         let controller =
-            Controller::new(policy, args.policy.size_metric).with_budget_pages(args.budget_pages);
+            Controller::new(policy, args.policy.size_metric).with_budget_pages(budget_pages);
         run_fast(args, domain, controller, &path)?;
-        runs.push((spec.to_string(), path));
+        runs.push((run.label(), path));
     }
     let plotted = read_runs(&runs)?;
     let summaries = summaries(&plotted, &args.policy);
     let table = report::render(&summaries, Format::Table);
+    let vs_oracle = oracle::against_oracle(&summaries);
     println!(
-        "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}",
+        "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}{}",
         args.workload.workload,
         args.workload.seed,
         args.duration.0.as_secs_f64(),
         args.policy.lmin,
-        args.policy.lmax
+        args.policy.lmax,
+        vs_oracle.as_ref().map_or(String::new(), |t| t.table())
     );
     let md = args.out_dir.join("report.md");
-    std::fs::write(&md, report::render(&summaries, Format::Markdown))
-        .with_context(|| format!("cannot write {}", md.display()))?;
+    let mut markdown = report::render(&summaries, Format::Markdown);
+    if let Some(t) = &vs_oracle {
+        markdown.push('\n');
+        markdown.push_str(&t.markdown());
+    }
+    std::fs::write(&md, markdown).with_context(|| format!("cannot write {}", md.display()))?;
 
     let panels = vec![Panel::Size, Panel::Interval, Panel::Pause, Panel::Dirty];
     let opts = PlotOptions {

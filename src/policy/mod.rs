@@ -6,10 +6,19 @@
 //!   factor, after staying below Lmin it grows, inside the band it holds.
 //! * `target`: estimates the dirty rate and picks the interval that lands
 //!   the next checkpoint at a target size inside the band, rate-limited.
+//! * `byterate`: a literature baseline (US patent 9,652,338): the next
+//!   interval is the last checkpoint's bytes over a target byte rate.
+//!
+//! [`budget`] is the size-triggered policy's rule (a page budget for a
+//! gate that polls the dirty count), self-contained until the gate and the
+//! pipeline carry budgets. [`compare`] is what `simulate --compare` takes.
 //!
 //! Policies are pure state machines over [`Observation`]s, so that the
 //! simulator, the tests and the live controller drive the same code.
 
+pub mod budget;
+mod byterate;
+pub mod compare;
 mod fixed;
 mod target;
 mod threshold;
@@ -23,6 +32,7 @@ use clap::{Args, ValueEnum};
 use crate::size::SizeMetric;
 use crate::units::{Bytes, Millis};
 
+pub use byterate::ByteRate;
 pub use fixed::Fixed;
 pub use target::Target;
 pub use threshold::Threshold;
@@ -64,6 +74,8 @@ pub enum PolicyKind {
     Threshold,
     /// Aim each checkpoint at --target from the estimated dirty rate.
     Target,
+    /// Next interval = last checkpoint's bytes / --byte-rate (US 9,652,338).
+    Byterate,
 }
 
 /// A policy named on the command line, e.g. in `--compare`:
@@ -84,7 +96,7 @@ impl FromStr for PolicySpec {
             None => (s, None),
         };
         let kind = PolicyKind::from_str(name.trim(), true).map_err(|_| {
-            anyhow::anyhow!("unknown policy '{name}' (fixed:<ms>, threshold, target)")
+            anyhow::anyhow!("unknown policy '{name}' (fixed:<ms>, threshold, target, byterate)")
         })?;
         let interval = match (kind, arg) {
             (PolicyKind::Fixed, Some(a)) => {
@@ -104,6 +116,7 @@ impl fmt::Display for PolicySpec {
             (PolicyKind::Fixed, None) => write!(f, "fixed"),
             (PolicyKind::Threshold, _) => write!(f, "threshold"),
             (PolicyKind::Target, _) => write!(f, "target"),
+            (PolicyKind::Byterate, _) => write!(f, "byterate"),
         }
     }
 }
@@ -169,6 +182,11 @@ pub struct PolicyArgs {
     /// average (a rising rate is taken at once).
     #[arg(long, value_name = "WEIGHT", default_value_t = 0.3)]
     pub alpha: f64,
+
+    /// byterate: target link rate R, bytes per second (B, KiB, MiB, ...
+    /// per second); the next interval is the last checkpoint's bytes / R.
+    #[arg(long, value_name = "SIZE_PER_S", default_value = "64MiB")]
+    pub byte_rate: Bytes,
 }
 
 impl Default for PolicyArgs {
@@ -231,6 +249,9 @@ impl PolicyArgs {
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
             bail!("--alpha must be in (0, 1] (got {})", self.alpha);
         }
+        if self.byte_rate.0 == 0 {
+            bail!("--byte-rate must be above 0 bytes per second");
+        }
         if let Some(t) = self.target {
             if t.0 < self.lmin.0 || t.0 > self.lmax.0 {
                 bail!("--target ({t}) must lie inside [--lmin, --lmax]");
@@ -247,14 +268,25 @@ impl PolicyArgs {
         })
     }
 
+    /// The [tmin, tmax] range of the adaptive policies, ms.
+    pub fn clamp(&self) -> Clamp {
+        Clamp {
+            tmin_ms: to_ms(self.tmin),
+            tmax_ms: to_ms(self.tmax),
+        }
+    }
+
+    /// The starting interval of the adaptive policies (--interval,
+    /// clamped), ms.
+    pub fn initial_ms(&self) -> u32 {
+        self.clamp().apply(f64::from(to_ms(self.interval)))
+    }
+
     /// The policy `spec` names, with the other parameters from `self`.
     pub fn build_spec(&self, spec: &PolicySpec) -> Result<Box<dyn Policy>> {
         self.validate()?;
-        let clamp = Clamp {
-            tmin_ms: to_ms(self.tmin),
-            tmax_ms: to_ms(self.tmax),
-        };
-        let initial_ms = clamp.apply(f64::from(to_ms(self.interval)));
+        let clamp = self.clamp();
+        let initial_ms = self.initial_ms();
         Ok(match spec.kind {
             PolicyKind::Fixed => {
                 let ms = to_ms(spec.interval.unwrap_or(self.interval));
@@ -283,6 +315,7 @@ impl PolicyArgs {
                 clamp,
                 initial_ms,
             )),
+            PolicyKind::Byterate => Box::new(ByteRate::new(self.byte_rate.0, clamp, initial_ms)),
         })
     }
 }
@@ -318,6 +351,10 @@ mod tests {
             PolicyKind::Threshold
         );
         assert!("target:5ms".parse::<PolicySpec>().is_err());
+        assert_eq!(
+            "byterate".parse::<PolicySpec>().unwrap().to_string(),
+            "byterate"
+        );
         assert!("pid".parse::<PolicySpec>().is_err());
     }
 

@@ -58,6 +58,33 @@ pub struct Work {
     pub commit_s: f64,
 }
 
+/// When one checkpoint's phases end, seconds on the run's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Times {
+    pub suspended_s: f64,
+    pub sent_s: f64,
+    /// The guest runs again from here: the next epoch starts.
+    pub resumed_s: f64,
+    /// The backup acknowledged: the save loop is back at the gate.
+    pub done_s: f64,
+}
+
+impl Work {
+    /// The phases of this checkpoint when it suspends at `suspend_at_s`
+    /// (the one place the simulator's timeline is added up).
+    pub fn times(&self, suspend_at_s: f64) -> Times {
+        let suspended_s = suspend_at_s + self.suspend_s;
+        let sent_s = suspended_s + self.send_s;
+        let resumed_s = sent_s + self.resume_s;
+        Times {
+            suspended_s,
+            sent_s,
+            resumed_s,
+            done_s: resumed_s + self.commit_s,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Domain {
     pub workload: Workload,
@@ -85,7 +112,8 @@ impl Domain {
         })
     }
 
-    fn stream_bytes(pages: u64) -> u64 {
+    /// Bytes on the wire for a checkpoint of `pages` pages.
+    pub fn stream_bytes(pages: u64) -> u64 {
         pages * (u64::from(PAGE_SIZE) + PFN_BYTES) + FIXED_RECORD_BYTES
     }
 

@@ -203,6 +203,13 @@ fn command(pipe: &mut File, interval_ms: Option<u32>, budget_pages: Option<u64>)
         .context("cannot write to the virtual control pipe")
 }
 
+/// The gate's rule in virtual time: the save loop back at the gate at
+/// `now_s` suspends at once, or when `interval_ms` has passed since the
+/// previous suspend, whichever is later.
+pub fn paced_suspend_s(now_s: f64, prev_suspend_s: f64, interval_ms: u32) -> f64 {
+    now_s.max(prev_suspend_s + f64::from(interval_ms) / 1e3)
+}
+
 /// Runs the loop in virtual time for `duration_s`, steering with
 /// `controller` synchronously; `disk` gives each epoch's disk bytes and
 /// every row goes to `on_row`. The C gate paces, on the virtual clock.

@@ -8,6 +8,10 @@
 //! seeded multiplicative noise, and everything is a pure function of time,
 //! so two runs with the same seed see the same guest whatever their
 //! checkpoint times. docs/workloads.md lists the suite and its parameters.
+//!
+//! A trace knows its rate only for the time it covers: a run on it ends
+//! where the trace ends ([`Workload::end_s`]), or replays it from its start
+//! again with `--loop`; nothing is invented past its end.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -107,6 +111,11 @@ pub struct WorkloadArgs {
     /// Seed of the noise and burst placement.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// trace: when the trace ends, replay it from its start (default: the
+    /// run ends with the trace, whatever --duration says).
+    #[arg(long = "loop")]
+    pub loop_trace: bool,
 }
 
 /// A workload, ready to answer "how many pages got dirty in [a, b)".
@@ -126,6 +135,10 @@ pub struct Workload {
     duration_s: f64,
     /// Trace: (start time s, rate pages/s), sorted.
     trace: Vec<(f64, f64)>,
+    /// Trace: the time it covers, s (the last checkpoint's suspend).
+    trace_end_s: f64,
+    /// Trace: replay from the start past `trace_end_s`.
+    loop_trace: bool,
 }
 
 impl Workload {
@@ -149,10 +162,13 @@ impl Workload {
         if working_set_pages < 1.0 {
             bail!("--working-set must be at least one page");
         }
-        let trace = match &args.workload {
+        let (trace, trace_end_s) = match &args.workload {
             WorkloadKind::Trace(path) => load_trace(path)?,
-            _ => Vec::new(),
+            _ => (Vec::new(), 0.0),
         };
+        if args.loop_trace && trace.is_empty() {
+            bail!("--loop replays a trace; use it with --workload trace:FILE.csv");
+        }
         Ok(Workload {
             kind: args.workload.clone(),
             rate: args.rate,
@@ -166,7 +182,19 @@ impl Workload {
             seed: args.seed,
             duration_s: duration_s.max(SLOT_S),
             trace,
+            trace_end_s,
+            loop_trace: args.loop_trace,
         })
+    }
+
+    /// Where the guest's behaviour is known to end, seconds from the start:
+    /// a trace's length unless it loops; `None` for the models, which are
+    /// defined for all time.
+    pub fn end_s(&self) -> Option<f64> {
+        match self.kind {
+            WorkloadKind::Trace(_) if !self.loop_trace => Some(self.trace_end_s),
+            _ => None,
+        }
     }
 
     /// The mean rate at `t_s`, pages per second, before noise.
@@ -193,6 +221,14 @@ impl Workload {
                 self.low_rate + f * (self.high_rate - self.low_rate)
             }
             WorkloadKind::Trace(_) => {
+                let t_s = if self.loop_trace {
+                    t_s.rem_euclid(self.trace_end_s)
+                } else {
+                    // Past the end only the run's last epoch can reach (the
+                    // gate suspends after the run's end at most one
+                    // interval late); it sees the last rate.
+                    t_s
+                };
                 let i = self.trace.partition_point(|(start, _)| *start <= t_s);
                 self.trace.get(i.saturating_sub(1)).map_or(0.0, |(_, r)| *r)
             }
@@ -247,7 +283,9 @@ fn unit(seed: u64, n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn load_trace(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
+/// A trace's (start s, rate pages/s) steps from its first period's start,
+/// and the time it covers (its last suspend), seconds.
+fn load_trace(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64)> {
     let rows = crate::report::read_csv(path)
         .with_context(|| format!("cannot load trace {}", path.display()))?;
     let mut points: Vec<(f64, f64)> = rows
@@ -267,7 +305,19 @@ fn load_trace(path: &std::path::Path) -> Result<Vec<(f64, f64)>> {
     }
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let t0 = points[0].0;
-    Ok(points.into_iter().map(|(t, r)| (t - t0, r)).collect())
+    let end_s = rows
+        .iter()
+        .filter(|row| row.live == 0 && row.period_ms > 0.0)
+        .map(|row| row.t_s - t0)
+        .fold(0.0, f64::max);
+    if end_s < SLOT_S {
+        bail!(
+            "trace {} covers {end_s:.3}s, less than one {SLOT_S}s slot",
+            path.display()
+        );
+    }
+    let points = points.into_iter().map(|(t, r)| (t - t0, r)).collect();
+    Ok((points, end_s))
 }
 
 #[cfg(test)]
@@ -323,6 +373,52 @@ mod tests {
             .filter(|i| w.base_rate(*i as f64 * 0.5) > 40_000.0)
             .count();
         assert!((40..=120).contains(&highs), "{highs} bursts in 400 windows");
+    }
+
+    /// A 5 s trace: 100 ms checkpoints, 1000 pages/s for 2.5 s, then
+    /// 20 000 pages/s; the first row (no period) carries no rate.
+    fn five_second_trace(dir: &std::path::Path) -> String {
+        let mut csv = String::from(
+            "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,\
+             pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n\
+             0,0.0,5,5,20000,0,20000,1,1,0,100,0\n",
+        );
+        for i in 1..=50 {
+            let pages = if i <= 25 { 100 } else { 2000 };
+            csv.push_str(&format!(
+                "{i},{:.1},{pages},{pages},0,0,0,1,1,100,100,0\n",
+                f64::from(i) * 0.1
+            ));
+        }
+        let path = dir.join("five.csv");
+        std::fs::write(&path, csv).unwrap();
+        format!("trace:{}", path.display())
+    }
+
+    #[test]
+    fn a_trace_ends_where_it_ends_unless_it_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = five_second_trace(dir.path());
+        let once = workload(&["--workload", &kind, "--noise", "0"]);
+        assert_eq!(once.end_s(), Some(5.0));
+        assert_eq!(once.base_rate(1.0), 1000.0);
+        assert_eq!(once.base_rate(4.0), 20_000.0);
+
+        let looped = workload(&["--workload", &kind, "--noise", "0", "--loop"]);
+        assert_eq!(looped.end_s(), None);
+        for t in [0.5, 1.0, 2.6, 4.9] {
+            assert_eq!(looped.base_rate(t + 5.0), once.base_rate(t), "t {t}");
+            assert_eq!(looped.base_rate(t + 50.0), once.base_rate(t), "t {t}");
+        }
+        // The same pages in every lap.
+        assert_eq!(looped.dirty_pages(40.0, 45.0), once.dirty_pages(0.0, 5.0));
+    }
+
+    #[test]
+    fn loop_needs_a_trace() {
+        let mut argv = vec!["t", "--workload", "steady", "--loop"];
+        let err = Workload::new(&W::parse_from(argv.drain(..)).w, 4096, 60.0).unwrap_err();
+        assert!(err.to_string().contains("--loop"), "{err}");
     }
 
     #[test]
