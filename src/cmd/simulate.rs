@@ -239,8 +239,15 @@ fn summaries(runs: &[(String, Vec<Row>)], policy: &PolicyArgs) -> Vec<RunSummary
         .collect()
 }
 
+/// Prints the summary table of runs on disk, reading each CSV as a stream
+/// (a long `--fast` run writes millions of rows).
 fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> {
-    let summaries = summaries(&read_runs(runs)?, policy);
+    let summaries = runs
+        .iter()
+        .map(|(label, path)| {
+            report::summarize_csv(path, label, policy.lmin.0, policy.lmax.0, false)
+        })
+        .collect::<Result<Vec<_>>>()?;
     println!("{}", report::render(&summaries, Format::Table));
     Ok(())
 }

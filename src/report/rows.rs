@@ -30,6 +30,19 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Row>> {
 
 /// [`read_csv`] on any reader; `source_name` is what errors call it.
 pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for_each_row(reader, source_name, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// [`read_csv_from`] one row at a time, in constant memory: `on_row` gets
+/// each row as it is read (the legacy live-round rule already applied).
+/// On an error, the rows before it have been passed on.
+pub fn for_each_row<R: Read>(
+    reader: R,
+    source_name: &str,
+    mut on_row: impl FnMut(Row),
+) -> Result<()> {
     let mut csv_reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(reader);
@@ -45,20 +58,19 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         }
     }
     let has_live_column = headers.iter().any(|h| h == "live");
-    let mut rows = Vec::new();
     for (index, record) in csv_reader.deserialize::<Row>().enumerate() {
-        let row = record.map_err(|err| {
+        let mut row = record.map_err(|err| {
             // Data rows start on line 2; the csv crate knows better when the
             // file has quoted newlines, so prefer its position.
             let line = err.position().map(|p| p.line()).unwrap_or(index as u64 + 2);
             anyhow!("{source_name}: line {line}: {err}")
         })?;
-        rows.push(row);
+        if index == 0 && !has_live_column {
+            mark_legacy_live_round(std::slice::from_mut(&mut row));
+        }
+        on_row(row);
     }
-    if !has_live_column {
-        mark_legacy_live_round(&mut rows);
-    }
-    Ok(rows)
+    Ok(())
 }
 
 /// Files written before the `live` column existed (among them the real Xen
