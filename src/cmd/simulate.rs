@@ -276,34 +276,68 @@ fn summaries(runs: &[(String, Vec<Row>)], policy: &PolicyArgs) -> Vec<RunSummary
         .collect()
 }
 
+/// Prints the summary table of runs on disk, reading each CSV as a stream
+/// (a long `--fast` run writes millions of rows).
 fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> {
-    let rows = read_runs(runs)?;
-    let summaries = summaries(&rows, policy);
+    let summaries = runs
+        .iter()
+        .map(|(label, path)| {
+            report::summarize_csv(path, label, policy.lmin.0, policy.lmax.0, false)
+        })
+        .collect::<Result<Vec<_>>>()?;
     println!("{}", report::render(&summaries, Format::Table));
-    for (label, rows) in &rows {
-        print_budget_summary(label, rows);
+    for (label, path) in runs {
+        print_budget_summary(label, path)?;
     }
     Ok(())
 }
 
-/// With a budget: how the gates ended and what the probes cost (the
-/// guest is paused in each probe).
-fn print_budget_summary(label: &str, rows: &[Row]) {
-    let paced: Vec<&Row> = rows.iter().filter(|r| r.live == 0).collect();
-    if !paced.iter().any(|r| r.budget_pages != 0 || r.probes != 0) {
-        return;
+/// How a run's gates ended and what its probes cost, counted as the CSV
+/// streams by.
+#[derive(Debug, Default)]
+struct GateTally {
+    with_budget: bool,
+    budget: u64,
+    interval: u64,
+    control: u64,
+    none: u64,
+    probes: u64,
+    probe_ms: f64,
+}
+
+impl GateTally {
+    fn add(&mut self, row: &Row) {
+        if row.live != 0 {
+            return;
+        }
+        self.with_budget |= row.budget_pages != 0 || row.probes != 0;
+        match row.trigger.as_str() {
+            "budget" => self.budget += 1,
+            "interval" => self.interval += 1,
+            "control" => self.control += 1,
+            "none" => self.none += 1,
+            _ => {}
+        }
+        self.probes = self.probes.saturating_add(row.probes);
+        self.probe_ms += row.probe_ms;
     }
-    let count = |t: &str| paced.iter().filter(|r| r.trigger == t).count();
-    let probes: u64 = paced.iter().map(|r| r.probes).sum();
-    let probe_ms: f64 = paced.iter().map(|r| r.probe_ms).sum();
-    println!(
-        "{label}: gates ended by budget {}, interval {}, control {}, none {}; \
-         {probes} probes, {probe_ms:.3} ms of guest pause in probes",
-        count("budget"),
-        count("interval"),
-        count("control"),
-        count("none"),
-    );
+}
+
+/// With a budget: how the gates ended and what the probes cost (the
+/// guest is paused in each probe). One more streaming pass over the CSV.
+fn print_budget_summary(label: &str, path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open checkpoint CSV {}", path.display()))?;
+    let mut tally = GateTally::default();
+    report::rows::for_each_row(file, &path.display().to_string(), |row| tally.add(&row))?;
+    if tally.with_budget {
+        println!(
+            "{label}: gates ended by budget {}, interval {}, control {}, none {}; \
+             {} probes, {:.3} ms of guest pause in probes",
+            tally.budget, tally.interval, tally.control, tally.none, tally.probes, tally.probe_ms
+        );
+    }
+    Ok(())
 }
 
 /// File-name form of a run's label: `fixed:25ms` -> `fixed-25ms`.

@@ -2,11 +2,13 @@
 //! be compared on the same workload at a glance.
 //!
 //! - [`rows`]: reading CSVs and the live-round rule (shared with `plot`);
-//! - [`summary`]: the numbers, as pure functions of rows;
+//! - [`summary`]: the numbers, in one pass over the rows;
+//! - [`sketch`]: percentiles of a stream in bounded memory;
 //! - [`render`]: the numbers as table, Markdown or CSV text.
 
 pub mod render;
 pub mod rows;
+pub mod sketch;
 pub mod summary;
 
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use crate::units::Bytes;
 
 pub use render::{render, Format};
 pub use rows::read_csv;
-pub use summary::{summarize, summarize_with, RunSummary};
+pub use summary::{summarize, summarize_csv, summarize_with, RunSummary};
 
 /// Command-line arguments of `remus-ckpt report`.
 #[derive(clap::Args, Debug)]
@@ -56,14 +58,13 @@ pub fn report_text(args: &ReportArgs) -> Result<String> {
     let labels = rows::run_labels(&args.files, &args.labels)?;
     let mut summaries = Vec::with_capacity(args.files.len());
     for (file, label) in args.files.iter().zip(&labels) {
-        let rows = read_csv(file)?;
-        summaries.push(summarize_with(
+        summaries.push(summarize_csv(
+            file,
             label,
-            &rows,
             args.lmin.0,
             args.lmax.0,
             args.include_live,
-        ));
+        )?);
     }
     Ok(render(&summaries, args.format))
 }

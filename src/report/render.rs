@@ -6,6 +6,7 @@
 //! unrounded, so nothing is lost when a script reads it back.
 
 use crate::report::rows::BYTES_PER_MIB;
+use crate::report::sketch::EXACT_MAX;
 use crate::report::summary::{Quantiles, RunSummary};
 use crate::units::format_bytes;
 
@@ -199,8 +200,13 @@ fn note(summaries: &[RunSummary]) -> String {
         .map(|s| (s.lmin_bytes, s.lmax_bytes))
         .unwrap_or((0, 0));
     let live: usize = summaries.iter().map(|s| s.live_rows_excluded).sum();
+    let histogram = if summaries.iter().any(|s| s.checkpoints > EXACT_MAX) {
+        format!(" (past {EXACT_MAX} checkpoints from a histogram: up to 0.8% high)")
+    } else {
+        String::new()
+    };
     format!(
-        "Band [Lmin, Lmax] = [{}, {}]; percentiles nearest-rank over checkpoints; \
+        "Band [Lmin, Lmax] = [{}, {}]; percentiles nearest-rank over checkpoints{histogram}; \
          interval from interval_ms (period_ms for runs without a gate); \
          live-round rows excluded: {live}.",
         format_bytes(lmin),

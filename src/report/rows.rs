@@ -34,6 +34,19 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Row>> {
 
 /// [`read_csv`] on any reader; `source_name` is what errors call it.
 pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for_each_row(reader, source_name, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// [`read_csv_from`] one row at a time, in constant memory: `on_row` gets
+/// each row as it is read and checked (the legacy live-round rule already
+/// applied). On an error, the rows before it have been passed on.
+pub fn for_each_row<R: Read>(
+    reader: R,
+    source_name: &str,
+    mut on_row: impl FnMut(Row),
+) -> Result<()> {
     let mut csv_reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(reader);
@@ -49,11 +62,11 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         }
     }
     let has_live_column = headers.iter().any(|h| h == "live");
-    let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut index: u64 = 0;
     loop {
         let more = csv_reader.read_record(&mut record).map_err(|err| {
-            let line = err.position().map_or(rows.len() as u64 + 2, |p| p.line());
+            let line = err.position().map_or(index + 2, |p| p.line());
             anyhow!("{source_name}: line {line}: {err}")
         })?;
         if !more {
@@ -61,10 +74,8 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
         }
         // Data rows start on line 2; the csv crate knows better when the
         // file has quoted newlines, so take its position.
-        let line = record
-            .position()
-            .map_or(rows.len() as u64 + 2, |p| p.line());
-        let row: Row = record.deserialize(Some(&headers)).map_err(|err| {
+        let line = record.position().map_or(index + 2, |p| p.line());
+        let mut row: Row = record.deserialize(Some(&headers)).map_err(|err| {
             let column = match err.kind() {
                 csv::ErrorKind::Deserialize { err, .. } => err
                     .field()
@@ -81,12 +92,13 @@ pub fn read_csv_from<R: Read>(reader: R, source_name: &str) -> Result<Vec<Row>> 
                  (times must be finite and not negative)"
             )
         })?;
-        rows.push(row);
+        if index == 0 && !has_live_column {
+            mark_legacy_live_round(std::slice::from_mut(&mut row));
+        }
+        on_row(row);
+        index += 1;
     }
-    if !has_live_column {
-        mark_legacy_live_round(&mut rows);
-    }
-    Ok(rows)
+    Ok(())
 }
 
 /// Every float a row carries must be a finite number, not negative: NaN,
@@ -99,6 +111,7 @@ fn check_values(row: &Row) -> std::result::Result<(), (&'static str, f64)> {
         ("checkpoint_ms", row.checkpoint_ms),
         ("period_ms", row.period_ms),
         ("gate_wait_ms", row.gate_wait_ms),
+        ("probe_ms", row.probe_ms),
     ] {
         if !value.is_finite() || value < 0.0 {
             return Err((column, value));
