@@ -52,7 +52,7 @@ use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::disk::{DiskDelta, DiskMeter};
-use crate::policy::{Observation, Policy};
+use crate::policy::{Decision, Observation, Policy};
 use crate::record::Record;
 use crate::row::Row;
 use crate::sink::control::{Command, ControlWriter, Delivery};
@@ -106,15 +106,13 @@ pub struct Controller {
     prev_dropped: u64,
     /// How long the previous checkpoint itself took, ns.
     prev_checkpoint_ns: u64,
-    /// The interval we want the save side to have.
-    wanted_ms: u32,
-    /// The dirty-page budget we want the save side to have (0: off).
-    wanted_budget_pages: u64,
+    /// What we want the save side to have: the policy's latest decision.
+    wanted: Decision,
 }
 
 impl Controller {
     pub fn new(policy: Box<dyn Policy>, metric: SizeMetric) -> Self {
-        let wanted_ms = policy.initial_interval_ms();
+        let wanted = policy.initial();
         Controller {
             policy,
             metric,
@@ -123,26 +121,13 @@ impl Controller {
             prev_seq: None,
             prev_dropped: 0,
             prev_checkpoint_ns: 0,
-            wanted_ms,
-            wanted_budget_pages: 0,
+            wanted,
         }
     }
 
-    /// Commands a fixed dirty-page budget (0: off) beside the policy's
-    /// intervals, which then cap the wait.
-    pub fn with_budget_pages(mut self, budget_pages: u64) -> Self {
-        self.wanted_budget_pages = budget_pages;
-        self
-    }
-
-    /// The budget to command before the first record (0: none).
-    pub fn initial_budget_pages(&self) -> u64 {
-        self.wanted_budget_pages
-    }
-
-    /// The interval to command before the first record.
-    pub fn initial_interval_ms(&self) -> u32 {
-        self.wanted_ms
+    /// What to command before the first record (budget 0: none).
+    pub fn initial(&self) -> Decision {
+        self.wanted
     }
 
     pub fn on_record(&mut self, rec: &Record, disk: DiskDelta) -> Step {
@@ -181,7 +166,7 @@ impl Controller {
         // A period far beyond the interval and the previous checkpoint's
         // own duration is a stall (of the save side, or of this consumer
         // while records waited), not one interval.
-        let paced_ms = rec.interval_ms.max(self.wanted_ms);
+        let paced_ms = rec.interval_ms.max(self.wanted.interval_ms);
         let stall_ms =
             stall_timeout(paced_ms).as_secs_f64() * 1e3 + self.prev_checkpoint_ns as f64 / 1e6;
         let stall = period_ms > stall_ms;
@@ -191,21 +176,30 @@ impl Controller {
         let size = CheckpointSize::of(rec, disk.disk_bytes);
         let size_bytes = size.metric_bytes(self.metric);
         let next = if row_gap > 0 {
-            // Not a normal period: keep the interval, skip the policy step.
-            self.wanted_ms
+            // Not a normal period: keep the decision, skip the policy step.
+            self.wanted
         } else {
-            self.policy.next_interval_ms(&Observation {
+            self.policy.decide(&Observation {
                 size_bytes,
                 period_ms,
                 live: rec.live,
+                page_size: rec.page_size,
+                dirty_pages: rec.dirty_pages,
+                bytes_sent: rec.bytes_sent,
+                disk_bytes: disk.disk_bytes,
+                trigger: rec.trigger,
+                dirty_at_trigger: rec.dirty_at_trigger,
             })
         };
-        // Command when the decision changed, or when the save side does not
-        // have what we want (it restarted, or a line was lost).
-        let command_ms = (next != self.wanted_ms || rec.cmd_interval_ms != next).then_some(next);
-        self.wanted_ms = next;
-        let command_budget_pages =
-            (rec.budget_pages != self.wanted_budget_pages).then_some(self.wanted_budget_pages);
+        // Command each value when the decision changed it, or when the save
+        // side does not have what we want (it restarted, or a line was lost).
+        let command_ms = (next.interval_ms != self.wanted.interval_ms
+            || rec.cmd_interval_ms != next.interval_ms)
+            .then_some(next.interval_ms);
+        let command_budget_pages = (next.budget_pages != self.wanted.budget_pages
+            || rec.budget_pages != next.budget_pages)
+            .then_some(next.budget_pages);
+        self.wanted = next;
 
         let row = Row {
             seq: rec.seq,
@@ -223,7 +217,7 @@ impl Controller {
             live: u8::from(rec.live),
             memory_bytes: size.memory_bytes,
             gate_wait_ms: rec.gate_wait_ns as f64 / 1e6,
-            next_interval_ms: u64::from(next),
+            next_interval_ms: u64::from(next.interval_ms),
             drbd_deferred: disk.drbd_deferred,
             drbd_checkpoints: disk.drbd_checkpoints,
             gap: row_gap,
@@ -326,16 +320,15 @@ pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
         None => None,
     };
     let status = spawn_status(cfg.quiet, status_rx)?;
-    let initial_ms = cfg.controller.initial_interval_ms();
-    let initial_budget_pages = cfg.controller.initial_budget_pages();
+    let initial = cfg.controller.initial();
     let control = match cfg.control.clone() {
         Some(path) => {
             command(
                 &ctl_tx,
                 &ctl_rx,
                 Commands {
-                    interval_ms: Some(initial_ms),
-                    budget_pages: (initial_budget_pages != 0).then_some(initial_budget_pages),
+                    interval_ms: Some(initial.interval_ms),
+                    budget_pages: (initial.budget_pages != 0).then_some(initial.budget_pages),
                 },
             );
             Some(spawn_control(path, ctl_rx.clone(), notes.clone())?)
@@ -436,7 +429,7 @@ fn control_loop(
     let mut stalled: Option<bool> = None;
     let mut prev_seq = None;
     loop {
-        let stall_after = stall_timeout(cfg.controller.wanted_ms);
+        let stall_after = stall_timeout(cfg.controller.wanted.interval_ms);
         let received = records.recv_timeout(stall_after);
         let now = Instant::now();
         for limit in warnings.each() {
@@ -451,7 +444,7 @@ fn control_loop(
                             "remus-ckpt: warning: no checkpoint record for {:.1}s (interval {}ms): \
                              is Remus still running?",
                             stall_after.as_secs_f64(),
-                            cfg.controller.wanted_ms
+                            cfg.controller.wanted.interval_ms
                         )
                     });
                     // "Flow again" only follows a stall warning shown.
@@ -679,7 +672,7 @@ mod tests {
     #[test]
     fn rows_and_commands() {
         let mut c = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Wire);
-        assert_eq!(c.initial_interval_ms(), 200);
+        assert_eq!(c.initial(), Decision::interval(200));
         let s0 = c.on_record(&rec(0, 1000, 100 << 20, 0), DiskDelta::default());
         assert_eq!(s0.row.period_ms, 0.0);
         assert_eq!(s0.row.live, 1);
@@ -887,6 +880,83 @@ mod tests {
         step(&mut c, &slow);
         let s = step(&mut c, &rec(8, 26_650 + 3_100, 32 << 20, 25));
         assert_eq!(s.row.gap, 0);
+    }
+
+    fn budget_controller() -> Controller {
+        let args = PolicyArgs {
+            policy: crate::policy::PolicyKind::Budget,
+            ..PolicyArgs::default()
+        };
+        Controller::new(args.build().unwrap(), SizeMetric::Wire)
+    }
+
+    /// A budget-triggered record: `dirty` pages at the suspend, `at` when
+    /// the gate triggered, `budget` what the save side had.
+    fn budget_rec(seq: u64, t_ms: u64, dirty: u64, at: u64, budget: u64) -> Record {
+        Record {
+            dirty_pages: dirty,
+            pages_sent: dirty,
+            bytes_sent: dirty * 4104 + 5632,
+            trigger: crate::record::Trigger::Budget,
+            dirty_at_trigger: at,
+            budget_pages: budget,
+            ..rec(seq, t_ms, 0, 2000)
+        }
+    }
+
+    #[test]
+    fn budget_margin_is_learned_and_commanded_through_the_controller() {
+        // Wire model before 4 records: 4104 bytes per page + 5632 fixed,
+        // (16 MiB - 5632) / 4104 = 4086 pages fit Lmax.
+        let mut c = budget_controller();
+        assert_eq!(
+            c.initial(),
+            Decision {
+                interval_ms: 2000,
+                budget_pages: 3881 // 4086 - 5 % before any overshoot
+            }
+        );
+        let s = step(&mut c, &rec(0, 0, 100 << 20, 0));
+        assert_eq!(
+            (s.command_ms, s.command_budget_pages),
+            (Some(2000), Some(3881)),
+            "the save side has neither yet"
+        );
+        // 10 pages dirtied after the trigger: the margin is 10.
+        let s = step(&mut c, &budget_rec(1, 500, 3881, 3871, 3881));
+        assert_eq!((s.command_ms, s.command_budget_pages), (None, Some(4076)));
+        // A 400-page overshoot is taken at once: fewer pages.
+        let s = step(&mut c, &budget_rec(2, 1000, 4076, 3676, 4076));
+        assert_eq!(s.command_budget_pages, Some(3686));
+        assert_eq!(
+            s.row.budget_pages, 4076,
+            "the row shows what the save side had"
+        );
+        // No overshoot: the margin decays (400 x 0.9 = 360).
+        let s = step(&mut c, &budget_rec(3, 1500, 3686, 3686, 3686));
+        assert_eq!(s.command_budget_pages, Some(3726));
+        // An interval-triggered record teaches no margin: the decision
+        // stays, but the save side shows budget 0 (it restarted or lost
+        // the line), so the budget is sent again.
+        let mut r = budget_rec(4, 3500, 3000, 3000, 0);
+        r.trigger = crate::record::Trigger::Interval;
+        let s = step(&mut c, &r);
+        assert_eq!((s.command_ms, s.command_budget_pages), (None, Some(3726)));
+        // Once the save side has it, nothing is sent.
+        r.seq = 5;
+        r.t_suspend_ns += 2_000_000_000;
+        r.budget_pages = 3726;
+        let s = step(&mut c, &r);
+        assert_eq!((s.command_ms, s.command_budget_pages), (None, None));
+    }
+
+    #[test]
+    fn interval_policies_command_no_budget() {
+        let mut c = controller();
+        for seq in 0..5 {
+            let s = step(&mut c, &rec(seq, 200 * seq, 32 << 20, 200));
+            assert_eq!(s.command_budget_pages, None, "seq {seq}");
+        }
     }
 
     fn cfg_with(csv: Option<PathBuf>, control: Option<PathBuf>) -> Config {

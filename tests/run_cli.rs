@@ -277,6 +277,61 @@ fn run_wraps_the_helper_steers_and_returns_xl_status() {
     );
 }
 
+#[test]
+fn run_with_the_budget_policy_steers_interval_and_budget() {
+    if !can_run_privately("run_with_the_budget_policy_steers_interval_and_budget") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let lib = fake_lib_dir(out);
+    script(
+        &out.join("xl"),
+        &format!(
+            "echo \"$@\" > {o}/xl-args\n\"$LIBXL_SAVE_HELPER\"\nexit $?\n",
+            o = out.display()
+        ),
+    );
+    // The helper reads what the controller commands before any record.
+    script(
+        &out.join("helper"),
+        &format!(
+            "env > {o}/helper-env\n\
+             timeout 10 head -n 2 < \"$REMUS_CKPT_CONTROL\" > {o}/ctl\nexit 0\n",
+            o = out.display()
+        ),
+    );
+    let status = private_run(out, "0755", "")
+        .args(["--quiet", "--policy", "budget", "--tmax", "1500ms"])
+        .arg("--csv")
+        .arg(out.join("run.csv"))
+        .arg("--lib-dir")
+        .arg(&lib)
+        .arg("--helper")
+        .arg(out.join("helper"))
+        .arg("--")
+        .arg(out.join("xl"))
+        .args(["remus", "guest", "dummyhost"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let xl_args = std::fs::read_to_string(out.join("xl-args")).unwrap();
+    assert_eq!(
+        xl_args.trim(),
+        "remus -i 1 guest dummyhost",
+        "budget is adaptive: -i 1 added"
+    );
+    let env = std::fs::read_to_string(out.join("helper-env")).unwrap();
+    assert!(
+        env.lines().any(|l| l == "REMUS_CKPT_FALLBACK_MS=200"),
+        "the fallback is --interval"
+    );
+    // tmax as the latency cap; (16 MiB - 5632) / 4104 = 4086 pages fit
+    // Lmax, less the 5 % margin before any overshoot was seen.
+    let ctl = std::fs::read_to_string(out.join("ctl")).unwrap();
+    assert_eq!(ctl, "interval_ms=1500\nbudget_pages=3881\n");
+}
+
 /// Sends `sig` to `run` once its xl has started; returns the exit status
 /// of the whole namespace (`run`'s).
 fn signal_run_once_xl_started(

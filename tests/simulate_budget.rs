@@ -214,3 +214,147 @@ fn realtime_records_carry_trigger_keys_through_the_fifo() {
     assert!(budget > 0, "no trigger=budget in the high phase: {paced:?}");
     assert!(with_keys.iter().any(|r| r.probes > 0));
 }
+
+/// Paced rows after the first `skip`, and how many of them are <= Lmax.
+fn settled_within_lmax(rows: &[Row], skip: usize) -> (usize, usize) {
+    let paced: Vec<&Row> = rows.iter().filter(|r| r.live == 0).skip(skip).collect();
+    let ok = paced.iter().filter(|r| r.size_bytes <= LMAX).count();
+    (ok, paced.len())
+}
+
+#[test]
+fn budget_policy_on_phases_keeps_lmax_with_fewer_checkpoints_than_threshold() {
+    // The "done when": fast mode, seed 1, the default 30 s.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |policy: &str| {
+        let csv = format!("{policy}.csv");
+        let args = ["--fast", "--workload", "phases", "--policy", policy];
+        simulate(dir.path(), &csv, &args)
+    };
+    let (budget, stdout) = run("budget");
+    let (threshold, _) = run("threshold");
+    let (ok, n) = settled_within_lmax(&budget, 5);
+    assert!(n > 50, "{n} checkpoints");
+    assert!(ok * 100 >= n * 99, "only {ok} of {n} checkpoints <= Lmax");
+    let count = |rows: &[Row]| rows.iter().filter(|r| r.live == 0).count();
+    assert!(
+        count(&budget) < count(&threshold),
+        "budget took {} checkpoints, threshold {}",
+        count(&budget),
+        count(&threshold)
+    );
+    // The policy commands the budget and tmax: every paced row shows a
+    // budget and the 2 s cap, and most waits end at the budget.
+    let paced: Vec<&Row> = budget.iter().filter(|r| r.live == 0).collect();
+    assert!(paced
+        .iter()
+        .all(|r| r.budget_pages > 0 && r.interval_ms == 2000));
+    let by_budget = paced.iter().filter(|r| r.trigger == "budget").count();
+    assert!(
+        by_budget * 10 >= paced.len() * 9,
+        "{by_budget} of {}",
+        paced.len()
+    );
+    // Each budget fits Lmax: at most (16 MiB - 5632) / 4104 = 4086 pages.
+    assert!(paced.iter().all(|r| r.budget_pages <= 4086), "{paced:?}");
+    assert!(stdout.contains("budget: gates ended by budget"), "{stdout}");
+}
+
+#[test]
+fn compare_with_budget_and_oracle_prints_the_oracle_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "simulate",
+            "--workload",
+            "phases",
+            "--compare",
+            "fixed:100ms,threshold,target,budget,oracle",
+            "--out-dir",
+            "cmp",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = stdout
+        .split("Against the oracle:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no oracle table: {stdout}"));
+    assert!(table.contains("% of oracle"), "{table}");
+    let row = |label: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(label))
+            .unwrap_or_else(|| panic!("no {label} row: {table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let (budget, oracle, threshold) = (row("budget"), row("oracle"), row("threshold"));
+    let ckpts = |r: &[String]| r[1].parse::<u64>().unwrap();
+    // Fewer checkpoints than threshold, never fewer than the oracle.
+    assert!(ckpts(&budget) < ckpts(&threshold), "{table}");
+    assert!(ckpts(&budget) >= ckpts(&oracle), "{table}");
+    assert!(dir.path().join("cmp/budget.csv").exists());
+}
+
+#[test]
+fn budget_policy_takes_no_fixed_budget() {
+    for extra in [
+        &["--policy", "budget"][..],
+        &["--compare", "threshold,budget"][..],
+    ] {
+        let out = Command::new(BIN)
+            .args(["simulate", "--fast", "--budget-pages", "4000"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--budget-pages"), "{stderr}");
+    }
+}
+
+#[test]
+fn realtime_budget_policy_commands_reach_the_save_side() {
+    // Real time: the policy's budget_pages lines cross the real control
+    // FIFO to the C gate, which echoes the budget in its records.
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, _) = simulate(
+        dir.path(),
+        "rt-budget.csv",
+        &[
+            "--workload",
+            "phases",
+            "--phase",
+            "2s",
+            "--duration",
+            "5s",
+            "--policy",
+            "budget",
+        ],
+    );
+    let paced: Vec<&Row> = rows.iter().filter(|r| r.live == 0).collect();
+    assert!(paced.len() > 5, "{} checkpoints", paced.len());
+    let with_budget: Vec<&&Row> = paced.iter().filter(|r| r.budget_pages != 0).collect();
+    assert!(with_budget.len() + 2 >= paced.len(), "{paced:?}");
+    // The budget the save side reports is one the policy chose: below
+    // the 4086 pages of Lmax, never 0.
+    assert!(
+        with_budget.iter().all(|r| r.budget_pages <= 4086),
+        "{paced:?}"
+    );
+    // The interval the save side has is the policy's tmax.
+    assert!(
+        paced.iter().skip(2).all(|r| r.interval_ms == 2000),
+        "{paced:?}"
+    );
+    let by_budget = with_budget.iter().filter(|r| r.trigger == "budget").count();
+    assert!(by_budget > 0, "no wait ended by the budget: {paced:?}");
+}

@@ -293,7 +293,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     // A fixed policy observes only: stock Remus paces with xl's -i.
     let steering = adaptive.then(|| Steering {
         control: &control,
-        fallback_ms: policy.initial_interval_ms(),
+        fallback_ms: args.policy.initial_ms(),
     });
     let wrapper = write_wrapper(
         dir.path(),

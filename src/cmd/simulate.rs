@@ -18,7 +18,7 @@ use crate::fifo;
 use crate::pipeline::{self, Controller};
 use crate::plot::{self, Panel, PlotOptions};
 use crate::policy::compare::{self as compare_spec, CompareRun, CompareSpec};
-use crate::policy::{Policy, PolicyArgs};
+use crate::policy::{FixedBudget, Policy, PolicyArgs, PolicyKind};
 use crate::report::{self, Format, RunSummary};
 use crate::row::Row;
 use crate::sink::csv::CsvSink;
@@ -58,10 +58,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub fast: bool,
 
-    /// Dirty-page budget for the save side's gate (pages of 4 KiB; 0: off):
-    /// the gate probes the dirty count while it waits and suspends before
-    /// a checkpoint would exceed it; the policy's interval caps the wait
-    /// (e.g. `--policy fixed --interval 200ms`). At most 2^40.
+    /// Experiments: a FIXED dirty-page budget for the save side's gate
+    /// (pages of 4 KiB; 0: off) beside the policy's intervals, which cap
+    /// the wait (e.g. `--policy fixed --interval 200ms`). The gate probes
+    /// the dirty count while it waits and suspends before a checkpoint
+    /// would exceed it. At most 2^40. `--policy budget` chooses its own
+    /// budget from --lmax and takes no --budget-pages.
     #[arg(long, value_name = "PAGES", default_value_t = 0)]
     pub budget_pages: u64,
 
@@ -70,7 +72,7 @@ pub struct SimulateArgs {
     pub csv: PathBuf,
 
     /// Compare policies on the identical workload (implies --fast), e.g.
-    /// `fixed:25ms,fixed:100ms,threshold,target,byterate`; also
+    /// `fixed:25ms,fixed:100ms,threshold,target,byterate,budget`; also
     /// `sweep:FROM..TO[:N]` (N fixed intervals on a log scale, default 8;
     /// `sweep` alone spans --tmin..--tmax) and `oracle` (the offline
     /// optimum; the report then gives each run's checkpoints against it).
@@ -94,6 +96,17 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             args.budget_pages
         );
     }
+    let budget_named = args.policy.policy == PolicyKind::Budget
+        || args
+            .compare
+            .iter()
+            .any(|c| matches!(c, CompareSpec::Policy(p) if p.kind == PolicyKind::Budget));
+    if args.budget_pages != 0 && budget_named {
+        bail!(
+            "--budget-pages fixes the budget, the budget policy chooses its own: \
+             drop --budget-pages, or use another policy with it"
+        );
+    }
     if args.disk.disk.iter().any(|d| !d.is_simulated()) {
         bail!("simulate only takes the simulated disk: --disk drbd:sim");
     }
@@ -108,7 +121,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     if !args.compare.is_empty() {
         return compare(args, &domain);
     }
-    let policy = args.policy.build()?;
+    let policy = with_fixed_budget(args.policy.build()?, args.budget_pages);
     eprintln!(
         "remus-ckpt: simulating {} for {:.0}s{} with policy {} (Lmin {}, Lmax {}, size metric {:?}); CSV -> {}",
         args.workload.workload,
@@ -120,14 +133,22 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         args.policy.size_metric,
         args.csv.display()
     );
-    let controller =
-        Controller::new(policy, args.policy.size_metric).with_budget_pages(args.budget_pages);
+    let controller = Controller::new(policy, args.policy.size_metric);
     if args.fast {
         run_fast(args, &domain, controller, &args.csv)?;
     } else {
         run_realtime(args, &domain, controller)?;
     }
     print_summary(&[(label_of(&args.csv), args.csv.clone())], &args.policy)
+}
+
+/// `policy`, with the fixed --budget-pages beside its intervals if given.
+fn with_fixed_budget(policy: Box<dyn Policy>, budget_pages: u64) -> Box<dyn Policy> {
+    if budget_pages == 0 {
+        policy
+    } else {
+        Box::new(FixedBudget::new(policy, budget_pages))
+    }
 }
 
 /// A trace shorter than --duration ends the run (no rate is invented past
@@ -303,10 +324,13 @@ struct GateTally {
     none: u64,
     probes: u64,
     probe_ms: f64,
+    /// t_s of the last row: the run time.
+    last_t_s: f64,
 }
 
 impl GateTally {
     fn add(&mut self, row: &Row) {
+        self.last_t_s = row.t_s;
         if row.live != 0 {
             return;
         }
@@ -331,10 +355,23 @@ fn print_budget_summary(label: &str, path: &Path) -> Result<()> {
     let mut tally = GateTally::default();
     report::rows::for_each_row(file, &path.display().to_string(), |row| tally.add(&row))?;
     if tally.with_budget {
+        // Run time: from the first record's suspend to the last one's.
+        let run_ms = tally.last_t_s * 1e3;
+        let share = if run_ms > 0.0 {
+            format!("{:.3} %", 100.0 * tally.probe_ms / run_ms)
+        } else {
+            "-".to_string()
+        };
         println!(
             "{label}: gates ended by budget {}, interval {}, control {}, none {}; \
-             {} probes, {:.3} ms of guest pause in probes",
-            tally.budget, tally.interval, tally.control, tally.none, tally.probes, tally.probe_ms
+             {} probes, {:.3} ms of guest pause in probes ({share} of {:.1} s run time)",
+            tally.budget,
+            tally.interval,
+            tally.control,
+            tally.none,
+            tally.probes,
+            tally.probe_ms,
+            run_ms / 1e3
         );
     }
     Ok(())
@@ -353,6 +390,8 @@ fn compare_policy(
 ) -> Result<Box<dyn Policy>> {
     let spec = match run {
         CompareRun::Policy(spec) => spec,
+        // The oracle plans every interval itself: no budget (a fixed one
+        // would end its waits early).
         CompareRun::Oracle => {
             args.policy.validate()?;
             let per_page = disk_bytes_per_page(args);
@@ -377,7 +416,10 @@ fn compare_policy(
             )));
         }
     };
-    args.policy.build_spec(spec)
+    Ok(with_fixed_budget(
+        args.policy.build_spec(spec)?,
+        args.budget_pages,
+    ))
 }
 
 fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
@@ -387,14 +429,7 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
     for run in compare_spec::expand(&args.compare, &args.policy)? {
         let policy = compare_policy(args, domain, &run)?;
         let path = args.out_dir.join(format!("{}.csv", file_name(&run)));
-        // The oracle plans every interval itself: a budget would end its
-        // waits early.
-        let budget_pages = match run {
-            CompareRun::Oracle => 0,
-            CompareRun::Policy(_) => args.budget_pages,
-        };
-        let controller =
-            Controller::new(policy, args.policy.size_metric).with_budget_pages(budget_pages);
+        let controller = Controller::new(policy, args.policy.size_metric);
         run_fast(args, domain, controller, &path)?;
         runs.push((run.label(), path));
     }
@@ -411,6 +446,9 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
         args.policy.lmax,
         vs_oracle.as_ref().map_or(String::new(), |t| t.table())
     );
+    for (label, path) in &runs {
+        print_budget_summary(label, path)?;
+    }
     let md = args.out_dir.join("report.md");
     let mut markdown = report::render(&summaries, Format::Markdown);
     if let Some(t) = &vs_oracle {

@@ -30,78 +30,22 @@
 //!                    dirty rate × tmin, 1)
 //! ```
 //!
-//! How it plugs in (later, with the C gate and the pipeline): the
-//! controller builds a [`Sample`] from each record (fields from the record
-//! keys `dirty_pages`, `bytes_sent`, `page_size`, `trigger`,
-//! `dirty_at_trigger`, the disk meter's `disk_bytes` and the controller's
-//! period), calls [`Budget::observe`], and sends [`Budget::command`] as
-//! `interval_ms=<n>` and `budget_pages=<n>` control lines when either
-//! changed. Nothing here touches the `Policy` trait until then.
+//! It is a [`Policy`] (`--policy budget`): the controller hands it each
+//! record's [`Observation`] (`dirty_pages`, `bytes_sent`, `page_size`,
+//! `trigger`, `dirty_at_trigger`, the disk meter's bytes and the period),
+//! and commands its [`Decision`] as `interval_ms=<n>` and
+//! `budget_pages=<n>` control lines when either changed or the save side
+//! reports other values.
 
 use std::collections::VecDeque;
 
-use super::Clamp;
+use super::{Clamp, Decision, Observation, Policy};
+use crate::record::Trigger;
 use crate::size::SizeMetric;
 use crate::source::sim::domain::{FIXED_RECORD_BYTES, PFN_BYTES};
 
 /// Page size assumed before a record says otherwise.
 const DEFAULT_PAGE_SIZE: u32 = 4096;
-
-/// What ended an epoch (the record's `trigger=` key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The interval ran out.
-    Interval,
-    /// The dirty count reached the budget.
-    Budget,
-    /// A control line woke the gate.
-    Control,
-    /// Not paced (e.g. the live round).
-    None,
-    /// A value this version does not know.
-    Unknown,
-}
-
-impl Trigger {
-    /// Parses a `trigger=` value; unknown values are [`Trigger::Unknown`],
-    /// never an error (readers ignore what they do not know).
-    pub fn parse(value: &str) -> Trigger {
-        match value {
-            "interval" => Trigger::Interval,
-            "budget" => Trigger::Budget,
-            "control" => Trigger::Control,
-            "none" => Trigger::None,
-            _ => Trigger::Unknown,
-        }
-    }
-}
-
-/// What the budget learns from one checkpoint record.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Sample {
-    /// The initial live round: a full copy, learned from not at all.
-    pub live: bool,
-    pub page_size: u32,
-    pub dirty_pages: u64,
-    pub bytes_sent: u64,
-    /// Disk replication bytes of the epoch (0 without a disk).
-    pub disk_bytes: u64,
-    /// Time since the previous suspend, ms (0: unknown).
-    pub period_ms: f64,
-    pub trigger: Option<Trigger>,
-    /// The dirty count the gate saw when it triggered.
-    pub dirty_at_trigger: Option<u64>,
-}
-
-/// What to send to the save side: both control values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Command {
-    /// Latency cap: the gate suspends at the latest after this, ms.
-    pub interval_ms: u32,
-    /// The gate suspends once this many pages are dirty (never 0, which
-    /// would mean "off" on the control line).
-    pub budget_pages: u64,
-}
 
 /// The budget's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -228,7 +172,7 @@ impl Budget {
     }
 
     /// Learns from one record.
-    pub fn observe(&mut self, s: &Sample) {
+    pub fn observe(&mut self, s: &Observation) {
         if s.live {
             return;
         }
@@ -240,8 +184,8 @@ impl Budget {
         while self.pairs.len() > self.cfg.fit_window.max(2) {
             self.pairs.pop_front();
         }
-        if let (Some(Trigger::Budget), Some(at)) = (s.trigger, s.dirty_at_trigger) {
-            let over = s.dirty_pages.saturating_sub(at) as f64;
+        if s.trigger == Trigger::Budget {
+            let over = s.dirty_pages.saturating_sub(s.dirty_at_trigger) as f64;
             let decayed = self.margin_pages.map_or(0.0, |m| m * self.cfg.margin_decay);
             self.margin_pages = Some(over.max(decayed));
         }
@@ -297,18 +241,34 @@ impl Budget {
             .unwrap_or(raw_budget_pages * self.cfg.initial_margin)
     }
 
-    /// What to send to the save side now.
-    pub fn command(&self) -> Command {
+    /// What to send to the save side now: tmax as the latency cap, and a
+    /// budget never 0 (which would mean "off" on the control line).
+    pub fn command(&self) -> Decision {
         let model = self.wire_model();
         let room = self.cfg.lmax_bytes as f64 - model.fixed_bytes - self.predicted_disk_bytes();
         let raw = (room / model.bytes_per_page).floor().max(0.0);
         let fits = raw - self.margin_pages(raw);
         let floor = self.dirty_per_ms.unwrap_or(0.0) * f64::from(self.cfg.clamp.tmin_ms);
         let pages = fits.max(floor).floor();
-        Command {
+        Decision {
             interval_ms: self.cfg.clamp.tmax_ms,
             budget_pages: if pages >= 1.0 { pages as u64 } else { 1 },
         }
+    }
+}
+
+impl Policy for Budget {
+    fn name(&self) -> String {
+        "budget".to_string()
+    }
+
+    fn initial(&self) -> Decision {
+        self.command()
+    }
+
+    fn decide(&mut self, obs: &Observation) -> Decision {
+        self.observe(obs);
+        self.command()
     }
 }
 
@@ -326,14 +286,15 @@ mod tests {
         Budget::new(BudgetConfig::new(LMAX, CLAMP, metric))
     }
 
-    fn sample(dirty_pages: u64, bytes_sent: u64) -> Sample {
-        Sample {
+    fn sample(dirty_pages: u64, bytes_sent: u64) -> Observation {
+        Observation {
             page_size: 4096,
             dirty_pages,
             bytes_sent,
+            size_bytes: bytes_sent,
             period_ms: 100.0,
-            trigger: Some(Trigger::Interval),
-            ..Sample::default()
+            trigger: Trigger::Interval,
+            ..Observation::default()
         }
     }
 
@@ -344,7 +305,7 @@ mod tests {
         // 204.3 -> 4086 - 204.3 = 3881.7 -> 3881.
         assert_eq!(
             b.command(),
-            Command {
+            Decision {
                 interval_ms: 2000,
                 budget_pages: 3881
             }
@@ -400,9 +361,9 @@ mod tests {
     #[test]
     fn the_margin_is_a_decaying_maximum_of_overshoots() {
         let mut b = budget(SizeMetric::Wire);
-        let over = |dirty: u64, at: u64| Sample {
-            trigger: Some(Trigger::Budget),
-            dirty_at_trigger: Some(at),
+        let over = |dirty: u64, at: u64| Observation {
+            trigger: Trigger::Budget,
+            dirty_at_trigger: at,
             ..sample(dirty, dirty * 4104 + 5632)
         };
         b.observe(&over(3000, 2900));
@@ -412,8 +373,8 @@ mod tests {
         b.observe(&over(3000, 2800)); // 200 taken at once
         assert_eq!(b.margin_pages(4086.0), 200.0);
         // An interval-triggered record says nothing about the overshoot.
-        b.observe(&Sample {
-            dirty_at_trigger: Some(0),
+        b.observe(&Observation {
+            dirty_at_trigger: 0,
             ..sample(3000, 3000 * 4104 + 5632)
         });
         assert_eq!(b.margin_pages(4086.0), 200.0);
@@ -435,7 +396,7 @@ mod tests {
         let mut wire = budget(SizeMetric::Wire);
         // 4 MiB of disk per 100 ms: 41 943.04 bytes per ms, expected
         // interval 100 ms -> 4 MiB of the 16 MiB go to the disk.
-        for s in [Sample {
+        for s in [Observation {
             disk_bytes: 4 << 20,
             ..sample(1000, 1000 * 4104 + 5632)
         }; 3]
@@ -456,7 +417,7 @@ mod tests {
         let mut b = budget(SizeMetric::Wire);
         // 10 000 pages per 20 ms = 500 pages per ms: tmin (10 ms) is 5000
         // pages, above the 3881 that fit.
-        b.observe(&Sample {
+        b.observe(&Observation {
             period_ms: 20.0,
             ..sample(10_000, 10_000 * 4104 + 5632)
         });
@@ -465,12 +426,5 @@ mod tests {
         let tiny = Budget::new(BudgetConfig::new(1000, CLAMP, SizeMetric::Wire));
         assert_eq!(tiny.command().budget_pages, 1);
         assert_eq!(tiny.command().interval_ms, 2000);
-    }
-
-    #[test]
-    fn unknown_triggers_parse() {
-        assert_eq!(Trigger::parse("budget"), Trigger::Budget);
-        assert_eq!(Trigger::parse("interval"), Trigger::Interval);
-        assert_eq!(Trigger::parse("warp"), Trigger::Unknown);
     }
 }

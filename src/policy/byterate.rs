@@ -12,7 +12,7 @@
 //! average of about R; it does not look at Lmax at all, which is what a
 //! compare against the size-aware policies shows.
 
-use super::{Clamp, Observation, Policy};
+use super::{Clamp, Decision, Observation, Policy};
 
 #[derive(Debug, Clone)]
 pub struct ByteRate {
@@ -32,15 +32,8 @@ impl ByteRate {
     }
 }
 
-impl Policy for ByteRate {
-    fn name(&self) -> String {
-        "byterate".to_string()
-    }
-
-    fn initial_interval_ms(&self) -> u32 {
-        self.interval_ms
-    }
-
+impl ByteRate {
+    /// Interval for the next checkpoint after seeing `obs`, ms.
     fn next_interval_ms(&mut self, obs: &Observation) -> u32 {
         if obs.live {
             return self.interval_ms;
@@ -49,6 +42,20 @@ impl Policy for ByteRate {
             .clamp
             .apply(obs.size_bytes as f64 / self.bytes_per_s * 1e3);
         self.interval_ms
+    }
+}
+
+impl Policy for ByteRate {
+    fn name(&self) -> String {
+        "byterate".to_string()
+    }
+
+    fn initial(&self) -> Decision {
+        Decision::interval(self.interval_ms)
+    }
+
+    fn decide(&mut self, obs: &Observation) -> Decision {
+        Decision::interval(self.next_interval_ms(obs))
     }
 }
 
@@ -73,6 +80,7 @@ mod tests {
             size_bytes,
             period_ms: 100.0,
             live: false,
+            ..Observation::default()
         }
     }
 
@@ -99,6 +107,7 @@ mod tests {
             size_bytes: 1 << 30,
             period_ms: 0.0,
             live: true,
+            ..Observation::default()
         };
         assert_eq!(p.next_interval_ms(&live), 200);
     }

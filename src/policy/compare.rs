@@ -1,7 +1,8 @@
 //! What `simulate --compare` takes: policies, fixed-interval sweeps and the
 //! offline oracle, each expanding to the runs the compare makes.
 //!
-//! * a policy spec (`fixed:25ms`, `threshold`, `target`, `byterate`);
+//! * a policy spec (`fixed:25ms`, `threshold`, `target`, `byterate`,
+//!   `budget`);
 //! * `sweep:FROM..TO[:N]`: N fixed intervals (default 8) from FROM to TO on
 //!   a log scale, so the table shows the fixed-interval Pareto front
 //!   (checkpoints against share within Lmax); `sweep` alone spans

@@ -1,6 +1,6 @@
 //! `fixed`: what stock Remus does, kept as the baseline to compare against.
 
-use super::{Observation, Policy};
+use super::{Decision, Observation, Policy};
 
 #[derive(Debug, Clone)]
 pub struct Fixed {
@@ -18,12 +18,12 @@ impl Policy for Fixed {
         format!("fixed:{}ms", self.interval_ms)
     }
 
-    fn initial_interval_ms(&self) -> u32 {
-        self.interval_ms
+    fn initial(&self) -> Decision {
+        Decision::interval(self.interval_ms)
     }
 
-    fn next_interval_ms(&mut self, _obs: &Observation) -> u32 {
-        self.interval_ms
+    fn decide(&mut self, _obs: &Observation) -> Decision {
+        Decision::interval(self.interval_ms)
     }
 
     fn is_adaptive(&self) -> bool {

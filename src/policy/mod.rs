@@ -1,5 +1,5 @@
-//! Interval policies: from the size of the checkpoint just taken to the
-//! interval the next one should wait for.
+//! Policies: from the checkpoint just taken to what the next one should
+//! wait for, an interval and (for `budget`) a dirty-page budget.
 //!
 //! * `fixed`: stock Remus, one interval for ever.
 //! * `threshold`: the Lmin/Lmax rule. Above Lmax the interval is cut by a
@@ -8,10 +8,14 @@
 //!   the next checkpoint at a target size inside the band, rate-limited.
 //! * `byterate`: a literature baseline (US patent 9,652,338): the next
 //!   interval is the last checkpoint's bytes over a target byte rate.
+//! * `budget`: "measure, don't predict": the interval is tmax (the
+//!   latency cap) and the gate, polling the dirty count, ends each wait at
+//!   a page budget that fits Lmax ([`budget`]).
 //!
-//! [`budget`] is the size-triggered policy's rule (a page budget for a
-//! gate that polls the dirty count), self-contained until the gate and the
-//! pipeline carry budgets. [`compare`] is what `simulate --compare` takes.
+//! Every policy answers with a [`Decision`] (interval and budget, 0 =
+//! none), the one thing the controller commands. [`FixedBudget`] adds a
+//! fixed budget to another policy's intervals (`simulate --budget-pages`).
+//! [`compare`] is what `simulate --compare` takes.
 //!
 //! Policies are pure state machines over [`Observation`]s, so that the
 //! simulator, the tests and the live controller drive the same code.
@@ -20,6 +24,7 @@ pub mod budget;
 mod byterate;
 pub mod compare;
 mod fixed;
+mod fixed_budget;
 mod target;
 mod threshold;
 
@@ -29,11 +34,14 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
+use crate::record::Trigger;
 use crate::size::SizeMetric;
 use crate::units::{Bytes, Millis};
 
+pub use budget::Budget;
 pub use byterate::ByteRate;
 pub use fixed::Fixed;
+pub use fixed_budget::FixedBudget;
 pub use target::Target;
 pub use threshold::Threshold;
 
@@ -49,17 +57,48 @@ pub struct Observation {
     pub period_ms: f64,
     /// The initial live round: its size says nothing about the interval.
     pub live: bool,
+    /// The record's page size, bytes.
+    pub page_size: u32,
+    /// Pages dirtied in the epoch (the record's `dirty_pages`).
+    pub dirty_pages: u64,
+    /// Bytes the save side sent for the checkpoint (`bytes_sent`).
+    pub bytes_sent: u64,
+    /// Disk replication bytes of the epoch (0 without a disk).
+    pub disk_bytes: u64,
+    /// What ended the gate's wait (`trigger=`).
+    pub trigger: Trigger,
+    /// The dirty count the gate saw at its last probe (0: none).
+    pub dirty_at_trigger: u64,
 }
 
-/// An interval policy.
+/// What the save side should have for the next checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The gate's interval, ms: the pacing, or with a budget the cap.
+    pub interval_ms: u32,
+    /// The gate ends its wait at this many dirty pages (0: no budget).
+    pub budget_pages: u64,
+}
+
+impl Decision {
+    /// An interval and no budget.
+    pub fn interval(interval_ms: u32) -> Self {
+        Decision {
+            interval_ms,
+            budget_pages: 0,
+        }
+    }
+}
+
+/// A policy: what the next checkpoint should wait for.
 pub trait Policy: Send {
     /// Short name for logs and CSV file names, e.g. `threshold`, `fixed:25ms`.
     fn name(&self) -> String;
-    /// Interval to command before any checkpoint was seen, ms.
-    fn initial_interval_ms(&self) -> u32;
-    /// Interval for the next checkpoint after seeing `obs`, ms.
-    fn next_interval_ms(&mut self, obs: &Observation) -> u32;
-    /// Whether the policy changes the interval (fixed does not).
+    /// What to command before any checkpoint was seen.
+    fn initial(&self) -> Decision;
+    /// What to command for the next checkpoint after seeing `obs`.
+    fn decide(&mut self, obs: &Observation) -> Decision;
+    /// Whether the policy steers the save side (fixed does not).
     fn is_adaptive(&self) -> bool {
         true
     }
@@ -76,10 +115,15 @@ pub enum PolicyKind {
     Target,
     /// Next interval = last checkpoint's bytes / --byte-rate (US 9,652,338).
     Byterate,
+    /// Size-triggered: the gate polls the dirty count and suspends at a
+    /// page budget that fits --lmax (bytes per page, fixed bytes and the
+    /// overshoot learned from the records); interval = --tmax, the latency
+    /// cap; the budget never ends a wait sooner than --tmin would.
+    Budget,
 }
 
 /// A policy named on the command line, e.g. in `--compare`:
-/// `fixed:25ms`, `threshold`, `target`.
+/// `fixed:25ms`, `threshold`, `target`, `byterate`, `budget`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicySpec {
     pub kind: PolicyKind,
@@ -96,7 +140,9 @@ impl FromStr for PolicySpec {
             None => (s, None),
         };
         let kind = PolicyKind::from_str(name.trim(), true).map_err(|_| {
-            anyhow::anyhow!("unknown policy '{name}' (fixed:<ms>, threshold, target, byterate)")
+            anyhow::anyhow!(
+                "unknown policy '{name}' (fixed:<ms>, threshold, target, byterate, budget)"
+            )
         })?;
         let interval = match (kind, arg) {
             (PolicyKind::Fixed, Some(a)) => {
@@ -117,6 +163,7 @@ impl fmt::Display for PolicySpec {
             (PolicyKind::Threshold, _) => write!(f, "threshold"),
             (PolicyKind::Target, _) => write!(f, "target"),
             (PolicyKind::Byterate, _) => write!(f, "byterate"),
+            (PolicyKind::Budget, _) => write!(f, "budget"),
         }
     }
 }
@@ -124,7 +171,7 @@ impl fmt::Display for PolicySpec {
 /// Policy parameters, shared by `simulate`, `watch` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
-    /// Interval policy.
+    /// Policy: what each checkpoint waits for.
     #[arg(long, value_enum, default_value = "threshold")]
     pub policy: PolicyKind,
 
@@ -137,7 +184,8 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "SIZE", default_value = "4MiB")]
     pub lmin: Bytes,
 
-    /// Upper edge of the size band: checkpoints above it shorten the interval.
+    /// Upper edge of the size band: checkpoints above it shorten the
+    /// interval; for `budget`, the size each checkpoint is kept within.
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
     pub lmax: Bytes,
 
@@ -146,11 +194,13 @@ pub struct PolicyArgs {
     #[arg(long, value_enum, default_value = "wire")]
     pub size_metric: SizeMetric,
 
-    /// Shortest interval a policy may choose.
+    /// Shortest interval a policy may choose (budget: no budget smaller
+    /// than what the guest dirties in this long).
     #[arg(long, value_name = "DURATION", default_value = "10ms")]
     pub tmin: Millis,
 
-    /// Longest interval a policy may choose (at most 60s).
+    /// Longest interval a policy may choose (at most 60s); budget: the
+    /// interval it commands, the cap on every wait.
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     pub tmax: Millis,
 
@@ -316,6 +366,11 @@ impl PolicyArgs {
                 initial_ms,
             )),
             PolicyKind::Byterate => Box::new(ByteRate::new(self.byte_rate.0, clamp, initial_ms)),
+            PolicyKind::Budget => Box::new(Budget::new(budget::BudgetConfig::new(
+                self.lmax.0,
+                clamp,
+                self.size_metric,
+            ))),
         })
     }
 }
@@ -356,6 +411,42 @@ mod tests {
             "byterate"
         );
         assert!("pid".parse::<PolicySpec>().is_err());
+        let b: PolicySpec = "budget".parse().unwrap();
+        assert_eq!(
+            (b.kind, b.to_string()),
+            (PolicyKind::Budget, "budget".into())
+        );
+        assert!("budget:4000".parse::<PolicySpec>().is_err());
+    }
+
+    #[test]
+    fn budget_commands_tmax_and_a_budget_the_others_none() {
+        let args = PolicyArgs {
+            policy: PolicyKind::Budget,
+            ..PolicyArgs::default()
+        };
+        let d = args.build().unwrap().initial();
+        assert_eq!(d.interval_ms, 2000, "tmax is the latency cap");
+        assert!(d.budget_pages > 0);
+        for kind in [
+            PolicyKind::Fixed,
+            PolicyKind::Threshold,
+            PolicyKind::Target,
+            PolicyKind::Byterate,
+        ] {
+            let args = PolicyArgs {
+                policy: kind,
+                ..PolicyArgs::default()
+            };
+            let mut p = args.build().unwrap();
+            assert_eq!(p.initial().budget_pages, 0, "{kind:?}");
+            let obs = Observation {
+                size_bytes: 8 << 20,
+                period_ms: 200.0,
+                ..Observation::default()
+            };
+            assert_eq!(p.decide(&obs).budget_pages, 0, "{kind:?}");
+        }
     }
 
     #[test]

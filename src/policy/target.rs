@@ -7,7 +7,7 @@
 //! is averaged, and each step is limited to a factor of `max_step`, so that
 //! a single quiet checkpoint does not swing the interval to tmax.
 
-use super::{Clamp, Observation, Policy};
+use super::{Clamp, Decision, Observation, Policy};
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -39,15 +39,8 @@ impl Target {
     }
 }
 
-impl Policy for Target {
-    fn name(&self) -> String {
-        "target".to_string()
-    }
-
-    fn initial_interval_ms(&self) -> u32 {
-        self.interval_ms
-    }
-
+impl Target {
+    /// Interval for the next checkpoint after seeing `obs`, ms.
     fn next_interval_ms(&mut self, obs: &Observation) -> u32 {
         if obs.live || obs.period_ms <= 0.0 {
             return self.interval_ms;
@@ -67,6 +60,20 @@ impl Policy for Target {
         let limited = wanted.clamp(current / self.max_step, current * self.max_step);
         self.interval_ms = self.clamp.apply(limited);
         self.interval_ms
+    }
+}
+
+impl Policy for Target {
+    fn name(&self) -> String {
+        "target".to_string()
+    }
+
+    fn initial(&self) -> Decision {
+        Decision::interval(self.interval_ms)
+    }
+
+    fn decide(&mut self, obs: &Observation) -> Decision {
+        Decision::interval(self.next_interval_ms(obs))
     }
 }
 
@@ -90,7 +97,7 @@ mod tests {
     /// A steady guest dirtying `rate` bytes per ms: the size is rate x period.
     fn converge(rate: f64) -> (u32, u64) {
         let mut p = policy();
-        let mut interval = p.initial_interval_ms();
+        let mut interval = p.initial().interval_ms;
         let mut size = 0;
         for _ in 0..40 {
             size = (rate * f64::from(interval)) as u64;
@@ -98,6 +105,7 @@ mod tests {
                 size_bytes: size,
                 period_ms: f64::from(interval),
                 live: false,
+                ..Observation::default()
             });
         }
         (interval, size)
@@ -125,12 +133,14 @@ mod tests {
             size_bytes: 1,
             period_ms: 200.0,
             live: false,
+            ..Observation::default()
         });
         assert_eq!(next, 400);
         let next = p.next_interval_ms(&Observation {
             size_bytes: u64::MAX / 4,
             period_ms: 400.0,
             live: false,
+            ..Observation::default()
         });
         assert_eq!(next, 200);
     }

@@ -4,7 +4,7 @@
 //! above Lmax costs pause time now); growth waits for `below_count`
 //! checkpoints under Lmin so that one quiet epoch does not undo it.
 
-use super::{Clamp, Observation, Policy};
+use super::{Clamp, Decision, Observation, Policy};
 
 #[derive(Debug, Clone)]
 pub struct Threshold {
@@ -21,15 +21,8 @@ pub struct Threshold {
     pub below_run: u32,
 }
 
-impl Policy for Threshold {
-    fn name(&self) -> String {
-        "threshold".to_string()
-    }
-
-    fn initial_interval_ms(&self) -> u32 {
-        self.interval_ms
-    }
-
+impl Threshold {
+    /// Interval for the next checkpoint after seeing `obs`, ms.
     fn next_interval_ms(&mut self, obs: &Observation) -> u32 {
         if obs.live {
             return self.interval_ms;
@@ -50,6 +43,20 @@ impl Policy for Threshold {
             self.below_run = 0;
         }
         self.interval_ms
+    }
+}
+
+impl Policy for Threshold {
+    fn name(&self) -> String {
+        "threshold".to_string()
+    }
+
+    fn initial(&self) -> Decision {
+        Decision::interval(self.interval_ms)
+    }
+
+    fn decide(&mut self, obs: &Observation) -> Decision {
+        Decision::interval(self.next_interval_ms(obs))
     }
 }
 
@@ -80,6 +87,7 @@ mod tests {
             size_bytes,
             period_ms: 100.0,
             live: false,
+            ..Observation::default()
         }
     }
 
@@ -90,6 +98,7 @@ mod tests {
             size_bytes: 1 << 30,
             period_ms: 0.0,
             live: true,
+            ..Observation::default()
         };
         assert_eq!(p.next_interval_ms(&live), 200);
     }

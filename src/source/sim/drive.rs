@@ -236,11 +236,11 @@ pub fn run_virtual(
         domain: domain.clone(),
         time: Arc::clone(&time),
     }));
-    let budget = controller.initial_budget_pages();
+    let initial = controller.initial();
     command(
         &mut control,
-        Some(controller.initial_interval_ms()),
-        (budget != 0).then_some(budget),
+        Some(initial.interval_ms),
+        (initial.budget_pages != 0).then_some(initial.budget_pages),
     )?;
     let now_s = || to_s(lock(&time).now_ns);
     let advance = |seconds: f64| lock(&time).now_ns += to_ns(seconds);

@@ -28,7 +28,7 @@ use std::fmt;
 
 use super::domain::{Domain, PAGE_SIZE};
 use super::drive;
-use crate::policy::{Clamp, Observation, Policy};
+use crate::policy::{Clamp, Decision, Observation, Policy};
 use crate::report::RunSummary;
 use crate::size::SizeMetric;
 
@@ -137,10 +137,17 @@ impl Policy for Oracle {
         LABEL.to_string()
     }
 
-    fn initial_interval_ms(&self) -> u32 {
-        self.interval_ms
+    fn initial(&self) -> Decision {
+        Decision::interval(self.interval_ms)
     }
 
+    fn decide(&mut self, obs: &Observation) -> Decision {
+        Decision::interval(self.next_interval_ms(obs))
+    }
+}
+
+impl Oracle {
+    /// Plans the next interval after the checkpoint `obs` reports, ms.
     fn next_interval_ms(&mut self, obs: &Observation) -> u32 {
         let (suspend_s, running_since_s) = match (obs.live, self.last) {
             (true, _) => (self.domain.live_copy_s(), 0.0),
