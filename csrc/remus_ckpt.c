@@ -495,6 +495,22 @@ static const char *trigger_name(uint32_t trigger)
  * The budget keys, only once a budget was commanded or probed: without
  * one, records are exactly what they were before budgets existed.
  */
+/* Wire name of an enum remus_ckpt_end other than NONE; NULL: unknown. */
+static const char *end_name(uint32_t end)
+{
+    switch ( end )
+    {
+    case REMUS_CKPT_END_FAILOVER:
+        return "failover";
+    case REMUS_CKPT_END_ABORT:
+        return "abort";
+    case REMUS_CKPT_END_ERROR:
+        return "error";
+    default:
+        return NULL;
+    }
+}
+
 static void budget_format(struct line *l, const struct remus_ckpt_record *rec)
 {
     const char *trigger = trigger_name(rec->trigger);
@@ -559,6 +575,15 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
                     NR_NAMES(ctl_state_names)) )
         return -1;
     budget_format(&l, rec);
+    if ( rec->end )
+    {
+        const char *end = end_name(rec->end);
+
+        if ( !end )
+            return -1;
+        line_append(&l, " end=", sizeof(" end=") - 1);
+        line_append(&l, end, strlen(end));
+    }
 
     /* The newline, then the NUL that buf must also hold. */
     if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
@@ -1810,6 +1835,15 @@ void remus_ckpt_emit(struct remus_ckpt *ckpt)
     /* Next checkpoint; prev_suspend (kept by the gate) survives this. */
     memset(&ckpt->cur, 0, sizeof(ckpt->cur));
     ckpt->seq++;
+}
+
+void remus_ckpt_end(struct remus_ckpt *ckpt, unsigned int reason)
+{
+    if ( !ckpt )
+        return;
+
+    ckpt->cur.end = end_name(reason) ? reason : REMUS_CKPT_END_ERROR;
+    remus_ckpt_emit(ckpt);
 }
 
 int remus_ckpt_last(const struct remus_ckpt *ckpt,

@@ -19,6 +19,8 @@
  *     remus_ckpt_mark(ckpt, SENT)           checkpoint written to the stream
  *     remus_ckpt_mark(ckpt, RESUMED)        postcopy returned: guest runs
  *     remus_ckpt_emit(ckpt)                 checkpoint committed: one record
+ *   or, when the callback after RESUMED ends the save:
+ *     remus_ckpt_end(ckpt, reason)          its record, with end=<reason>
  *   remus_ckpt_close(ckpt)
  *
  * Every function accepts ckpt == NULL and then does nothing, so that an
@@ -39,7 +41,7 @@
 /*
  * Upper bound of one record line, newline included: below Linux's PIPE_BUF
  * (4096), so one write() to a pipe is atomic.  The longest possible record
- * is 791 bytes (docs/protocol.md): every record fits.
+ * is 804 bytes (docs/protocol.md): every record fits.
  */
 #define REMUS_CKPT_RECORD_MAX 1024
 /* Largest interval accepted on the control pipe. */
@@ -96,6 +98,21 @@ enum remus_ckpt_trigger {
                                         into the past */
 };
 
+/*
+ * How the save ended at this record's checkpoint (record key end=): the
+ * checkpoint was sent and the guest resumed, then the callback after
+ * postcopy returned <= 0, so the save stops here.  0: the save goes on.
+ */
+enum remus_ckpt_end {
+    REMUS_CKPT_END_NONE = 0,
+    REMUS_CKPT_END_FAILOVER = 1, /* COLO: wait_checkpoint() failed (the
+                                    secondary is gone: failover) */
+    REMUS_CKPT_END_ABORT = 2,    /* Remus: checkpoint() returned 0 (libxl
+                                    ended the save, e.g. an abort while it
+                                    waited out its interval) */
+    REMUS_CKPT_END_ERROR = 3,    /* the callback failed (returned < 0) */
+};
+
 /* Keys of the control lines (remus_ckpt_parse_control_kv()). */
 enum remus_ckpt_ctl_key {
     REMUS_CKPT_CTL_INTERVAL_MS = 1,  /* interval_ms=<1..60000> */
@@ -137,6 +154,7 @@ struct remus_ckpt_record {
     uint64_t probe_ns;         /* time spent in them */
     uint64_t budget_pages;     /* latest valid commanded budget; 0: off */
     uint64_t probe_errors;     /* failed probe calls so far */
+    uint32_t end;              /* enum remus_ckpt_end; 0: the save goes on */
 };
 
 /* What remus_ckpt_open() reads from the environment, given explicitly. */
@@ -218,6 +236,16 @@ void remus_ckpt_wrote_raw(struct remus_ckpt *ckpt, uint64_t bytes);
  * (dropped and counted when it cannot be written), start the next one.
  */
 void remus_ckpt_emit(struct remus_ckpt *ckpt);
+
+/*
+ * The save ends at this checkpoint after it was sent and the guest
+ * resumed: the callback that follows postcopy returned <= 0 (COLO's
+ * wait_checkpoint(), Remus' checkpoint()).  Emits the checkpoint's record
+ * as remus_ckpt_emit() does, with end=<reason> (enum remus_ckpt_end), so
+ * that the last checkpoint the guest ran on is not lost.  An unknown
+ * reason is recorded as REMUS_CKPT_END_ERROR.  NULL ckpt: no-op.
+ */
+void remus_ckpt_end(struct remus_ckpt *ckpt, unsigned int reason);
 
 /*
  * Format rec as one record line into buf (NUL-terminated).  Returns the

@@ -116,6 +116,11 @@ pub struct Record {
     pub budget_pages: u64,
     /// Probe calls that failed so far in this save.
     pub probe_errors: u64,
+    /// `end=`: the save ended at this checkpoint after the guest resumed
+    /// from it (`failover`: COLO's secondary is gone; `abort`: Remus'
+    /// checkpoint callback returned 0; `error`); `None` while the save goes
+    /// on. Values this build does not know are kept as they are.
+    pub end: Option<String>,
 }
 
 impl Record {
@@ -344,6 +349,7 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
         "probe_ns" => rec.probe_ns = num(key, value)?,
         "budget_pages" => rec.budget_pages = num(key, value)?,
         "probe_errors" => rec.probe_errors = num(key, value)?,
+        "end" => rec.end = Some(state(key, value)?),
         // Forward compatibility: keys of newer writers are ignored.
         _ => {}
     }
@@ -405,6 +411,9 @@ fn format_line(rec: &Record) -> String {
             rec.probe_errors
         ));
     }
+    if let Some(e) = &rec.end {
+        line.insert_str(line.len() - 1, &format!(" end={e}"));
+    }
     line
 }
 
@@ -460,6 +469,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn parses_how_the_save_ended() {
+        assert_eq!(parse_line(LINE).unwrap().end, None);
+        for word in ["failover", "abort", "error", "later"] {
+            let line = LINE.replace(
+                "ctl_rejected=1\n",
+                &format!("ctl_rejected=1 stats=ok ctl=ok end={word}\n"),
+            );
+            let rec = parse_line(&line).unwrap();
+            assert_eq!(rec.end.as_deref(), Some(word));
+            assert_eq!(format_line(&rec), line);
+        }
+        assert!(matches!(
+            parse_line(&LINE.replace("ctl_rejected=1\n", "ctl_rejected=1 end=\n")),
+            Err(ParseError::BadValue { .. })
+        ));
     }
 
     #[test]

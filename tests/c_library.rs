@@ -97,6 +97,11 @@ impl Ckpt {
         unsafe { ffi::remus_ckpt_emit(self.raw.as_ptr()) }
     }
 
+    fn end(&mut self, reason: u32) {
+        // SAFETY: as in gate(): live rc, single thread.
+        unsafe { ffi::remus_ckpt_end(self.raw.as_ptr(), reason) }
+    }
+
     fn last(&self) -> Option<ffi::remus_ckpt_record> {
         let mut out = ffi::remus_ckpt_record::default();
         // SAFETY: live rc, and `out` is a valid, writable record that the
@@ -485,6 +490,16 @@ fn reference_line(r: &ffi::remus_ckpt_record) -> String {
             r.dirty_at_trigger, r.probes, r.probe_ns, r.budget_pages, r.probe_errors
         );
     }
+    // end=: only on the record of the checkpoint the save ended at.
+    if r.end != 0 {
+        let end = match r.end {
+            ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER => "failover",
+            ffi::remus_ckpt_end_REMUS_CKPT_END_ABORT => "abort",
+            ffi::remus_ckpt_end_REMUS_CKPT_END_ERROR => "error",
+            e => panic!("end {e}"),
+        };
+        s += &format!(" end={end}");
+    }
     s.push('\n');
     s
 }
@@ -652,6 +667,52 @@ fn record_to_regular_file_refused() {
     assert!(!missing.exists());
 }
 
+/// A save that ends at a checkpoint the guest already resumed from (COLO
+/// failover, Remus abort) still gets that checkpoint's record, with end=;
+/// records of checkpoints the save went on from have no end key.
+#[test]
+fn end_emits_the_last_checkpoint_with_its_reason() {
+    for (reason, word) in [
+        (ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER, "failover"),
+        (ffi::remus_ckpt_end_REMUS_CKPT_END_ABORT, "abort"),
+        (ffi::remus_ckpt_end_REMUS_CKPT_END_ERROR, "error"),
+        // Unknown reasons are recorded as an error, never dropped.
+        (99, "error"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats");
+        mkfifo(&path, 0o600);
+        let reader = fifo_reader(&path);
+        let mut rc = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).expect("configured");
+        rc.checkpoint(true);
+        rc.gate(false);
+        rc.mark(SUSPENDED);
+        rc.wrote(4096, 1);
+        rc.mark(SENT);
+        rc.mark(RESUMED);
+        rc.end(reason);
+        let got = lines(&read_available(&reader));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(!got[0].contains(" end="), "{}", got[0]);
+        assert!(
+            got[1].ends_with(&format!(" ctl=unset end={word}\n")),
+            "{reason}: {}",
+            got[1]
+        );
+        let kv = parse_line(&got[1]);
+        assert_eq!(num(&kv, "seq"), 1);
+        assert_eq!(num(&kv, "bytes_sent"), 4096);
+        assert!(num(&kv, "t_done") >= num(&kv, "t_resumed"));
+        assert_eq!(
+            rc.last().unwrap().end,
+            if reason == 99 { 3 } else { reason }
+        );
+    }
+    // NULL: a no-op, as every call.
+    // SAFETY: remus_ckpt_end accepts NULL and then does nothing.
+    unsafe { ffi::remus_ckpt_end(std::ptr::null_mut(), 1) };
+}
+
 #[test]
 fn format_limits() {
     let max = ffi::remus_ckpt_record {
@@ -684,6 +745,7 @@ fn format_limits() {
         probe_ns: u64::MAX,
         budget_pages: u64::MAX,
         probe_errors: u64::MAX,
+        end: ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER,
     };
     // Every record fits: the longest possible one (every number at its
     // maximum, the longest words) is below REMUS_CKPT_RECORD_MAX, so no
@@ -731,6 +793,7 @@ fn format_limits() {
         probe_ns: 60_000 * MS,
         budget_pages: 1 << 40,
         probe_errors: 9_999_999_999,
+        end: ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER,
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);

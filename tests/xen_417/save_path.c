@@ -18,8 +18,11 @@
  *    record's bytes_sent and pages_sent: per checkpoint, the bytes up to
  *    and including its CHECKPOINT record, and the pages in its PAGE_DATA
  *    records (deferred and XTAB pfns are not pages);
- *  - one record per committed checkpoint, the first one live=1, the last
- *    (uncommitted, its callback returned 0) not emitted;
+ *  - one record per checkpoint the guest resumed from, the first one
+ *    live=1; the last one's callback (Remus checkpoint(), COLO
+ *    wait_checkpoint()) returns 0, which ends the save: its record is
+ *    still emitted, with end=abort (Remus) or end=failover (COLO), and
+ *    only that one has an end key;
  *  - dirty_pages / deferred_pages from the log-dirty CLEAN;
  *  - hook placement against the callbacks' own clock readings:
  *    t_suspend <= suspend() <= t_suspended <= t_sent <= postcopy() <=
@@ -40,7 +43,7 @@
 #define PFN_XTAB      3     /* a page without stream data */
 #define PFN_DEFERRED  5     /* normalise_page() says EAGAIN once */
 #define INTERVAL_MS   40
-#define CHECKPOINTS   3     /* the last one is not committed */
+#define CHECKPOINTS   3     /* the last one's callback ends the save */
 
 static int failures;
 
@@ -546,11 +549,11 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
         return;
     }
 
-    committed = CHECKPOINTS - 1;
+    committed = CHECKPOINTS;
     CHECK(!run.ckpt_was_null, "%s: remus_ckpt not opened", name);
     CHECK(view.checkpoints == CHECKPOINTS,
           "%s: %u CHECKPOINT records in the stream", name, view.checkpoints);
-    CHECK(nrec == committed, "%s: %u records for %u committed checkpoints",
+    CHECK(nrec == committed, "%s: %u records for %u checkpoints resumed from",
           name, nrec, committed);
 
     for ( k = 0; k < nrec && k < committed; k++ )
@@ -571,6 +574,17 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
                                                  : " stream=remus "),
               "%s: record %u stream: %s", name, k, r);
         CHECK(field(r, "seq") == k, "%s: record %u seq", name, k);
+        if ( k + 1 < committed )
+            CHECK(!strstr(r, " end="), "%s: record %u: %s", name, k, r);
+        else
+        {
+            const char *end = stream == XC_STREAM_COLO ? " end=failover"
+                                                       : " end=abort";
+            size_t len = strlen(r), elen = strlen(end);
+
+            CHECK(len > elen && !strcmp(r + len - elen, end),
+                  "%s: last record %u has no%s last: %s", name, k, end, r);
+        }
         CHECK(field(r, "domid") == 7, "%s: record %u domid", name, k);
         CHECK(field(r, "live") == (k == 0), "%s: record %u live", name, k);
         CHECK(field(r, "page_size") == PAGE_SIZE, "%s: page_size", name);
@@ -611,10 +625,11 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
         }
         printf("%s: record %u: bytes_sent=%"PRIu64" (stream %"PRIu64") "
                "pages_sent=%"PRIu64" (stream %"PRIu64") dirty_pages=%"PRIu64
-               " live=%"PRIu64" gate_wait_ns=%"PRIu64"\n",
+               " live=%"PRIu64" gate_wait_ns=%"PRIu64"%s\n",
                name, k, field(r, "bytes_sent"), bytes,
                field(r, "pages_sent"), pages, field(r, "dirty_pages"),
-               field(r, "live"), field(r, "gate_wait_ns"));
+               field(r, "live"), field(r, "gate_wait_ns"),
+               strstr(r, " end=") ? strstr(r, " end=") : "");
     }
 }
 
