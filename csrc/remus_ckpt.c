@@ -988,10 +988,12 @@ static uint32_t ctl_state(const struct remus_ckpt *ckpt)
  *    probes back off, doubling, on an idle guest.
  *  - min_period = max(1 ms, 100 x the mean probe cost measured with the
  *    clock): probes take at most ~1 % of the wait.  max_period =
- *    max(min_period, min(interval / 4, 16 x min_period)): at least
- *    ~0.06 % of the wait, so that a guest that starts dirtying fast after
- *    an idle spell is seen within 16 x min_period (32 ms for a 20 us
- *    probe), not a quarter of a long interval later.
+ *    max(min_period, min(interval / 4, 4 x min_period)): at least
+ *    ~0.25 % of the wait, so that a guest that starts dirtying fast after
+ *    an idle spell is seen within 4 x min_period (8 ms for a 20 us
+ *    probe), not a quarter of a long interval later: at a 20x jump of the
+ *    rate, a longer period let the checkpoint overshoot the budget
+ *    (docs/benchmarks.md).
  *  - A probe that fails stops probing for this checkpoint (probe_errors
  *    counts it); the interval paces as without a budget.
  *  - A new budget on the control channel is probed against at once.
@@ -1000,7 +1002,7 @@ static uint32_t ctl_state(const struct remus_ckpt *ckpt)
 #define PROBE_MIN_PERIOD_NS NSEC_PER_MSEC
 #define PROBE_COST_FACTOR   100  /* period >= 100 x cost: <= 1 % of time */
 #define PROBE_MAX_DIVISOR   4    /* period <= interval / 4 */
-#define PROBE_MAX_FACTOR    16   /* period <= 16 x min_period */
+#define PROBE_MAX_FACTOR    4    /* period <= 4 x min_period */
 
 /* One gate's probing: the last two points of the dirty count. */
 struct budget {
