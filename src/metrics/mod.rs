@@ -216,6 +216,18 @@ impl Exporter {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10): on a busy dom0
+/// the metrics threads yield to the controller and the control thread.
+pub(crate) fn yield_to_control() {
+    // SAFETY: gettid and setpriority take plain integers and only act on
+    // this thread's scheduling priority; a failure (not permitted) is
+    // harmless and ignored.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 fn spawn_update(
     mut families: families::Families,
     rx: Receiver<Observation>,
@@ -223,6 +235,7 @@ fn spawn_update(
     std::thread::Builder::new()
         .name("metrics-update".into())
         .spawn(move || {
+            yield_to_control();
             for obs in &rx {
                 families.apply(&obs);
             }

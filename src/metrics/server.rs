@@ -41,6 +41,7 @@ impl Server {
             .spawn({
                 let server = Arc::clone(&server);
                 move || {
+                    super::yield_to_control();
                     for request in server.incoming_requests() {
                         // A client that went away is its own problem.
                         let _ = respond(request, &registry);
