@@ -14,6 +14,9 @@
 //!   0.0.4 text format otherwise (which passes `promtool check metrics`);
 //!   404 elsewhere; and the alert rules pass `promtool check rules`.
 //! - `a_public_address_needs_metrics_public`: the loopback rule.
+//! - `watch_serves_what_a_real_c_save_side_reports`: `watch --metrics`
+//!   fed by the C library (domid 42): counters, streak and the `ctl=` /
+//!   `stats=` states of its real records.
 //!
 //! Without the prometheus binaries a test prints `SKIPPED: <why>`, and
 //! fails under REMUS_CKPT_XEN_REQUIRE=1 (CI sets it; scripts/test installs
@@ -372,28 +375,26 @@ fn the_endpoint_serves_both_formats_and_promtool_accepts_them() {
     if let Some(promtool) = tool(test, "promtool") {
         // promtool reads the 0.0.4 text format; the OpenMetrics output is
         // what the real Prometheus in the test above scrapes.
-        for (format, text) in [("0.0.4 text", &plain)] {
-            let mut child = Command::new(&promtool)
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start promtool");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "promtool check metrics refused the {format} output: {}{}\n{text}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let mut child = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start promtool");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(plain.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics refused the 0.0.4 text output: {}{}\n{plain}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = Command::new(&promtool)
             .args(["check", "rules"])
             .arg(repo_file("docs/remus-ckpt-alerts.yml"))
@@ -423,5 +424,120 @@ fn a_public_address_needs_metrics_public() {
     assert!(
         !dir.path().join("remus-ckpt-simulate.csv").exists(),
         "refused before running"
+    );
+}
+
+/// The value of the first series of `text` whose line starts with `prefix`.
+fn series(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn watch_serves_what_a_real_c_save_side_reports() {
+    // `watch --metrics` (observing only) with the C library as the save
+    // side, domid 42: the counters and the channel states come from its
+    // real records.
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats");
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args([
+                "watch",
+                "--quiet",
+                "--metrics",
+                "127.0.0.1:0",
+                "--lmax",
+                "1MiB",
+            ])
+            .args(["--lmin", "256KiB", "--stats"])
+            .arg(&stats)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start remus-ckpt watch"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "watch exited");
+        if let Some(rest) = line.trim().strip_prefix("remus-ckpt: metrics at http://") {
+            break rest.trim_end_matches("/metrics").parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let start = Instant::now();
+    let _probe = loop {
+        if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(&stats) {
+            break w;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "watch never opened {}",
+            stats.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut ckpt = remus_ckpt::ffi::Ckpt::open_with(
+        42,
+        remus_ckpt::ffi::CkptStream::Remus,
+        4096,
+        Some(stats.to_str().unwrap()),
+        None,
+    )
+    .unwrap()
+    .expect("configured");
+    const RECORDS: u64 = 6;
+    for i in 0..RECORDS {
+        ckpt.gate(i == 0);
+        ckpt.mark(remus_ckpt::ffi::Mark::Suspended);
+        ckpt.dirty(1024, 0);
+        ckpt.wrote(1024 * 4104, 1024);
+        ckpt.mark(remus_ckpt::ffi::Mark::Sent);
+        ckpt.mark(remus_ckpt::ffi::Mark::Resumed);
+        ckpt.emit();
+    }
+    let labels = r#"{domid="42",name="",stream="remus""#;
+    let start = Instant::now();
+    let text = loop {
+        let (_, _, text) = get(addr, "/metrics", None);
+        if series(&text, &format!("remus_ckpt_checkpoints_total{labels}}}")) == Some(5.0) {
+            break text;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "5 checkpoints never showed:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // 4 MiB each, above the 1 MiB Lmax: all five, in a row.
+    assert_eq!(
+        series(&text, &format!("remus_ckpt_over_lmax_streak{labels}}}")),
+        Some(5.0)
+    );
+    assert_eq!(
+        series(
+            &text,
+            &format!("remus_ckpt_records_dropped_total{labels}}}")
+        ),
+        Some(0.0)
+    );
+    // No control channel configured: the gate says `unset`.
+    assert_eq!(
+        series(
+            &text,
+            &format!(r#"remus_ckpt_control_state{labels},state="unset"}}"#)
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            &format!(r#"remus_ckpt_stats_state{labels},state="ok"}}"#)
+        )
+        .is_some(),
+        "{text}"
     );
 }
