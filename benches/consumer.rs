@@ -216,6 +216,7 @@ fn latency(records: u64) -> Result<()> {
         control: Some(control.clone()),
         disk: None,
         quiet: true,
+        metrics: None,
     };
     let consumer = std::thread::Builder::new()
         .name("consumer".into())

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{doctor, dump, run, simulate, watch};
+use crate::cmd::{doctor, dump, generate, run, simulate, watch};
 use crate::{plot, report};
 
 /// See and steer what every Xen Remus/COLO checkpoint costs.
@@ -35,6 +35,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Stacked per-checkpoint panels (size vs band, interval, pause, dirty rate) as SVG or PNG.
     Plot(plot::PlotArgs),
+    /// Write the manual pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(generate::GenerateArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -48,6 +51,7 @@ pub fn main() -> i32 {
         Command::Dump(args) => dump::run(args).map(|()| 0),
         Command::Report(args) => report::run_report(args).map(|()| 0),
         Command::Plot(args) => plot::run_plot(args).map(|()| 0),
+        Command::GenerateAssets(args) => generate::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => code,

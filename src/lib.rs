@@ -14,6 +14,7 @@ pub mod trust;
 pub mod units;
 
 pub mod disk;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod record;

@@ -52,6 +52,7 @@ use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::disk::{DiskDelta, DiskMeter};
+use crate::metrics::MetricsHandle;
 use crate::policy::{Decision, Observation, Policy};
 use crate::record::Record;
 use crate::row::Row;
@@ -248,6 +249,8 @@ pub struct Config {
     /// Disk replication counters (`--disk`); `None`: memory only.
     pub disk: Option<DiskMeter>,
     pub quiet: bool,
+    /// `--metrics`: each record is handed over without waiting.
+    pub metrics: Option<MetricsHandle>,
 }
 
 /// What a finished run saw.
@@ -464,6 +467,9 @@ fn control_loop(
             .map(|d| d.on_checkpoint())
             .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
+        if let Some(metrics) = &cfg.metrics {
+            metrics.observe(&rec, &step, now);
+        }
         if step.command_ms.is_some() || step.command_budget_pages.is_some() {
             command(
                 ctl_tx,
@@ -816,6 +822,7 @@ mod tests {
             control: None,
             disk: None,
             quiet: true,
+            metrics: None,
         };
         let outcome = run(cfg, rx).unwrap();
         // seq 1 after u64::MAX: new save, dropped 3 from 0 → 3;
@@ -967,6 +974,7 @@ mod tests {
             control,
             disk: None,
             quiet: true,
+            metrics: None,
         }
     }
 

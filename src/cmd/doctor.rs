@@ -83,10 +83,15 @@ fn check_helper(helper: &Path) -> Verdict {
     }
 }
 
-/// The Debian version of the source tree the library was built from,
-/// from build-info.txt and that tree's debian/changelog.
+/// The Debian version of the source tree the library was built from:
+/// build-info.txt's `debian_version=` (the package writes it, as the
+/// source tree is not on the machine it is installed on), else that
+/// tree's debian/changelog.
 fn built_from(lib_dir: &Path) -> Option<String> {
     let info = std::fs::read_to_string(lib_dir.join("build-info.txt")).ok()?;
+    if let Some(version) = info.lines().find_map(|l| l.strip_prefix("debian_version=")) {
+        return Some(version.to_string());
+    }
     let source = info.lines().find_map(|l| l.strip_prefix("source="))?;
     let changelog = std::fs::read_to_string(Path::new(source).join("debian/changelog")).ok()?;
     let first = changelog.lines().next()?;

@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod dump;
+pub mod generate;
 pub mod run;
 pub mod simulate;
 pub mod watch;

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
-use super::watch::{consume, print_outcome};
+use super::watch::{consume, finish_metrics, print_outcome, start_metrics};
 use crate::disk::DiskArgs;
 use crate::fifo;
+use crate::metrics::MetricsArgs;
 use crate::policy::PolicyArgs;
 use crate::runtime_dir;
 use crate::trust::{self, Leaf};
@@ -45,12 +46,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub disk: DiskArgs,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
     /// Where to write one row per checkpoint.
     #[arg(long, value_name = "FILE")]
     pub csv: PathBuf,
 
     /// Directory holding the patched libxenguest.so.4.17 (default: the
-    /// target/xen-4.17/lib next to this binary's target directory).
+    /// target/xen-4.17/lib next to this binary's target directory, else
+    /// the package's /usr/lib/remus-ckpt/xen-4.17).
     #[arg(long, value_name = "DIR")]
     pub lib_dir: Option<PathBuf>,
 
@@ -67,6 +72,10 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// Where the Debian package (scripts/build-deb) installs the patched
+/// library: beside Debian's own, diverting nothing.
+pub const PACKAGED_LIB_DIR: &str = "/usr/lib/remus-ckpt/xen-4.17";
+
 /// The lib directory next to this binary: target/{debug,release}/remus-ckpt
 /// -> target/xen-4.17/lib.
 pub fn default_lib_dir() -> Option<PathBuf> {
@@ -74,19 +83,25 @@ pub fn default_lib_dir() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.join("xen-4.17").join("lib"))
 }
 
+/// `--lib-dir`, or else the first of [`default_lib_dir`] and
+/// [`PACKAGED_LIB_DIR`] that holds the library.
 pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
-    let dir = match arg {
-        Some(d) => d.to_path_buf(),
+    let candidates: Vec<PathBuf> = match arg {
+        Some(d) => vec![d.to_path_buf()],
         None => default_lib_dir()
-            .context("cannot locate this binary to find target/xen-4.17/lib; pass --lib-dir")?,
+            .into_iter()
+            .chain(std::iter::once(PathBuf::from(PACKAGED_LIB_DIR)))
+            .collect(),
     };
-    if !dir.join(LIB_SONAME).exists() {
+    let Some(dir) = candidates.iter().find(|d| d.join(LIB_SONAME).exists()) else {
+        let searched: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
         bail!(
-            "no {LIB_SONAME} in {}: build the patched library first \
-             (REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release) or pass --lib-dir",
-            dir.display()
+            "no {LIB_SONAME} in {}: install the remus-ckpt package, build the patched \
+             library (REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release), \
+             or pass --lib-dir",
+            searched.join(" nor in ")
         );
-    }
+    };
     dir.canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))
 }
@@ -139,11 +154,14 @@ pub fn check_helper(helper: &Path) -> Result<PathBuf> {
         .with_context(|| format!("refusing the save helper ({EXECUTED})"))
 }
 
-/// Where `remus` sits in an xl command line, and whether it has `-i`.
+/// Where `remus` sits in an xl command line, whether it has `-i`, and the
+/// domain it names.
 #[derive(Debug, PartialEq, Eq)]
 pub struct XlRemus {
     pub remus_index: usize,
     pub has_interval: bool,
+    /// The first operand after `remus`: a domain name or domid.
+    pub domain: Option<String>,
 }
 
 /// Finds the `remus` subcommand and an interval option in `xl … remus …`.
@@ -162,11 +180,15 @@ pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
         .position(|a| a == "remus")
         .ok_or_else(|| anyhow!("the xl command has no `remus` subcommand"))?;
     let mut has_interval = false;
+    let mut domain = None;
     let mut args = command[remus_index + 1..]
         .iter()
         .map(|a| a.to_string_lossy());
     while let Some(arg) = args.next() {
         if arg == "--" || !arg.starts_with('-') || arg == "-" {
+            if arg != "--" && domain.is_none() {
+                domain = Some(arg.into_owned());
+            }
             continue;
         }
         if arg.starts_with("--") {
@@ -187,7 +209,16 @@ pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
     Ok(XlRemus {
         remus_index,
         has_interval,
+        domain,
     })
+}
+
+/// The `name` label of the metrics: the domain xl was given, unless it
+/// was a domid (the records carry that).
+pub fn domain_name(xl: &XlRemus) -> Option<String> {
+    xl.domain
+        .clone()
+        .filter(|d| !d.is_empty() && !d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Single-quotes `s` for /bin/sh.
@@ -276,6 +307,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let executed = check_executed(&lib_dir, &args.helper)?;
     let policy = args.policy.build()?;
     let adaptive = policy.is_adaptive();
+    // Before xl starts: a port in use stops here, not with Remus running.
+    let mut exporter = start_metrics(&args.metrics, &args.policy, &args.disk, domain_name(&xl))?;
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -356,6 +389,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .context("cannot start the signal thread")?;
 
     let consumer = {
+        let metrics = exporter.as_mut().and_then(|e| e.handle());
         let (policy, disk, csv, quiet) = (
             args.policy.clone(),
             args.disk.clone(),
@@ -366,7 +400,18 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         let control = steering.map(|s| s.control.to_path_buf());
         std::thread::Builder::new()
             .name("consumer".into())
-            .spawn(move || consume(&policy, &disk, stats, control, Some(csv), quiet, stop))
+            .spawn(move || {
+                consume(
+                    &policy,
+                    &disk,
+                    stats,
+                    control,
+                    Some(csv),
+                    quiet,
+                    stop,
+                    metrics,
+                )
+            })
             .context("cannot start the consumer")?
     };
 
@@ -379,6 +424,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .map_err(|_| anyhow!("the consumer panicked"))??;
     print_outcome(&outcome, args.policy.lmax.0);
     drop(dir);
+    finish_metrics(exporter, &args.metrics)?;
 
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code,
@@ -413,9 +459,19 @@ mod tests {
             parse_xl(&argv("xl -vvv remus -F -b -n -d guest dummyhost")).unwrap(),
             XlRemus {
                 remus_index: 2,
-                has_interval: false
+                has_interval: false,
+                domain: Some("guest".into()),
             }
         );
+        let xl = parse_xl(&argv("xl remus -i 100 -s cmd -- guest host")).unwrap();
+        assert_eq!(
+            xl.domain.as_deref(),
+            Some("guest"),
+            "option arguments skipped"
+        );
+        assert_eq!(domain_name(&xl).as_deref(), Some("guest"));
+        let xl = parse_xl(&argv("xl remus -b 12 host")).unwrap();
+        assert_eq!(domain_name(&xl), None, "a domid is no name");
         assert!(
             parse_xl(&argv("xl remus -i 100 guest host"))
                 .unwrap()

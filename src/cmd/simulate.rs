@@ -15,6 +15,7 @@ use clap::Args;
 
 use crate::disk::{DiskArgs, DiskMeter, OpenOptions, SimulatedDiskHandle};
 use crate::fifo;
+use crate::metrics::MetricsArgs;
 use crate::pipeline::{self, Controller};
 use crate::plot::{self, Panel, PlotOptions};
 use crate::policy::compare::{self as compare_spec, CompareRun, CompareSpec};
@@ -44,6 +45,10 @@ pub struct SimulateArgs {
     /// whose bytes count as the DRBD side of each checkpoint.
     #[command(flatten)]
     pub disk: DiskArgs,
+
+    /// Real time only (not with --fast or --compare).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// With --disk drbd:sim: bytes per second the guest writes to disk at
     /// the workload's high rate (scaled with the dirty rate).
@@ -95,6 +100,9 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             "--budget-pages must be at most 2^40 (got {})",
             args.budget_pages
         );
+    }
+    if args.metrics.metrics.is_some() && (args.fast || !args.compare.is_empty()) {
+        bail!("--metrics needs real time: leave out --fast and --compare");
     }
     let budget_named = args.policy.policy == PolicyKind::Budget
         || args
@@ -228,6 +236,7 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
     fifo::ensure_private_fifo(&stats)?;
     fifo::ensure_private_fifo(&control)?;
 
+    let mut exporter = super::watch::start_metrics(&args.metrics, &args.policy, &args.disk, None)?;
     let disk = disk_meter(args)?;
     let disk_handle = disk.as_ref().map(|(_, h)| h.clone());
     let (tx, rx) = crossbeam_channel::bounded(1024);
@@ -257,6 +266,7 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
         control: Some(dir.path().join("control.fifo")),
         disk: disk.map(|(meter, _)| meter),
         quiet: args.quiet,
+        metrics: exporter.as_mut().and_then(|e| e.handle()),
     };
     let outcome = pipeline::run(cfg, rx);
     let taken = sim
@@ -267,6 +277,7 @@ fn run_realtime(args: &SimulateArgs, domain: &Domain, controller: Controller) ->
         .join()
         .map_err(|_| anyhow::anyhow!("the stats reader panicked"))??;
     let outcome = outcome?;
+    super::watch::finish_metrics(exporter, &args.metrics)?;
     if outcome.checkpoints + 1 < taken {
         eprintln!(
             "remus-ckpt: warning: the domain took {taken} checkpoints but {} records arrived ({} lost)",

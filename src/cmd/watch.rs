@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::disk::{DiskArgs, DiskMeter, OpenOptions};
 use crate::fifo;
+use crate::metrics::{Exporter, MetricsArgs, MetricsHandle, RunInfo};
 use crate::pipeline::{self, Controller, Outcome};
 use crate::policy::PolicyArgs;
 use crate::source::stats_fifo::{self, OnEof};
@@ -32,6 +33,9 @@ pub struct WatchArgs {
     #[command(flatten)]
     pub disk: DiskArgs,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
     /// Where to write one row per checkpoint.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
@@ -50,6 +54,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
     if args.csv.is_none() {
         eprintln!("remus-ckpt: no --csv given: checkpoints are shown, not saved");
     }
+    let mut exporter = start_metrics(&args.metrics, &args.policy, &args.disk, None)?;
     let outcome = consume(
         &args.policy,
         &args.disk,
@@ -58,16 +63,43 @@ pub fn run(args: &WatchArgs) -> Result<()> {
         args.csv.clone(),
         args.quiet,
         stop,
+        exporter.as_mut().and_then(Exporter::handle),
     )?;
     print_outcome(&outcome, args.policy.lmax.0);
+    finish_metrics(exporter, &args.metrics)?;
     if let Some(error) = &outcome.csv_error {
         bail!("the CSV was not fully written: {error}");
     }
     Ok(())
 }
 
+/// Starts the `--metrics` exporter, if asked for. Shared by `watch` and `run`.
+pub fn start_metrics(
+    args: &MetricsArgs,
+    policy: &PolicyArgs,
+    disk: &DiskArgs,
+    name: Option<String>,
+) -> Result<Option<Exporter>> {
+    let info = RunInfo {
+        name,
+        disk: !disk.disk.is_empty(),
+        lmax_bytes: policy.lmax.0,
+    };
+    Exporter::from_args(args, info)
+}
+
+/// Serves the final metrics for --metrics-linger (a signal cuts it
+/// short), then stops the exporter.
+pub fn finish_metrics(exporter: Option<Exporter>, args: &MetricsArgs) -> Result<()> {
+    match exporter {
+        Some(exporter) => exporter.finish(args.metrics_linger.0, &*super::stop_on_signals()?),
+        None => Ok(()),
+    }
+}
+
 /// Reads records from `stats` until `stop` is set, steering through
 /// `control` if given. Shared by `watch` and `run`.
+#[allow(clippy::too_many_arguments)]
 pub fn consume(
     policy: &PolicyArgs,
     disk: &DiskArgs,
@@ -76,6 +108,7 @@ pub fn consume(
     csv: Option<PathBuf>,
     quiet: bool,
     stop: Arc<AtomicBool>,
+    metrics: Option<MetricsHandle>,
 ) -> Result<Outcome> {
     let policy_box = policy.build()?;
     let meter = if disk.disk.is_empty() {
@@ -97,6 +130,7 @@ pub fn consume(
         control,
         disk: meter,
         quiet,
+        metrics,
     };
     let outcome = pipeline::run(cfg, rx);
     stop.store(true, Ordering::Relaxed);
