@@ -721,8 +721,8 @@ fn check_record_line(input: &[u8]) -> Result<(), String> {
         // The last token of the key wins, as for every key.
         let said = text
             .split_ascii_whitespace()
-            .filter_map(|t| t.strip_prefix(key))
-            .last();
+            .rev()
+            .find_map(|t| t.strip_prefix(key));
         if said != got.as_deref() {
             return Err(format!("{key}{said:?} in the line, {got:?} parsed"));
         }
