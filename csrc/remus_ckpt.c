@@ -1657,6 +1657,16 @@ struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
         return NULL;
     if ( !stream_name(stream) )
         return NULL;
+    /*
+     * Xen always passes its real page size; a record saying page_size=0
+     * would be refused by the consumer, so none is ever written.
+     */
+    if ( !page_size )
+    {
+        fprintf(stderr, "remus-ckpt: domain %u: page size 0, not recording "
+                "checkpoints\n", (unsigned int)domid);
+        return NULL;
+    }
 
     ckpt = calloc(1, sizeof(*ckpt));
     if ( !ckpt )

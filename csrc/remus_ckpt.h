@@ -170,8 +170,9 @@ struct remus_ckpt;
 /*
  * Configure from REMUS_CKPT_STATS / REMUS_CKPT_CONTROL (and, with control,
  * REMUS_CKPT_FALLBACK_MS / REMUS_CKPT_CONTROL_TIMEOUT_MS).  Returns NULL
- * when neither channel is set (or on allocation failure): every other call
- * is then a no-op.  stream is an enum remus_ckpt_stream.
+ * when neither channel is set, for page_size 0 (one stderr line) or on
+ * allocation failure: every other call is then a no-op.  stream is an
+ * enum remus_ckpt_stream.
  */
 struct remus_ckpt *remus_ckpt_open(uint32_t domid, unsigned int stream,
                                    uint32_t page_size);
@@ -188,6 +189,7 @@ struct remus_ckpt *remus_ckpt_open_with(uint32_t domid, unsigned int stream,
 /*
  * As remus_ckpt_open(), with everything given in cfg (which is not kept).
  * A fallback or timeout out of range gets one stderr line and is ignored.
+ * page_size 0 (never from Xen) gets NULL, as from remus_ckpt_open().
  */
 struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
                                        uint32_t page_size,

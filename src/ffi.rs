@@ -113,7 +113,7 @@ unsafe impl Send for Ckpt {}
 impl Ckpt {
     /// Opens the C library with explicit specs (path or `fd:N`), as
     /// `remus_ckpt_open` would from the environment. `Ok(None)` when both
-    /// are `None`: the library is then unconfigured.
+    /// are `None` (or `page_size` is 0): the library is then unconfigured.
     pub fn open_with(
         domid: u32,
         stream: CkptStream,

@@ -2743,3 +2743,39 @@ fn child_control_heals() {
     assert_eq!((r.cmd_interval_ms, ctl(&r)), (5, "refused"));
     drop(w);
 }
+
+/// page_size 0 never comes from Xen; a record saying it would be refused
+/// by the consumer (docs/protocol.md), so open refuses it: NULL, one
+/// stderr line, no record ever written. Found by the fuzz harness
+/// (c_format: the C library formatted page_size=0, parse_line refused it).
+#[test]
+fn page_size_zero_is_refused_with_one_line() {
+    let cases = child_warnings("child_page_size_zero");
+    assert_eq!(
+        cases,
+        vec![
+            (
+                "zero".to_owned(),
+                vec!["remus-ckpt: domain 7: page size 0, not recording checkpoints".to_owned()]
+            ),
+            ("real".to_owned(), vec![]),
+        ]
+    );
+}
+
+#[test]
+#[ignore = "child process of page_size_zero_is_refused_with_one_line"]
+fn child_page_size_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = cstring(dir.path().join("ctl").to_str().unwrap());
+    for (case, page_size) in [("zero", 0), ("real", 4096)] {
+        eprintln!("case {case}");
+        // SAFETY: ctl is a NUL-terminated string that outlives the call;
+        // the result is NULL or an owned pointer, closed below.
+        let rc =
+            unsafe { ffi::remus_ckpt_open_with(7, REMUS, page_size, ptr::null(), ctl.as_ptr()) };
+        assert_eq!(rc.is_null(), page_size == 0, "{case}");
+        // SAFETY: rc is NULL (a no-op) or came from open_with, closed once.
+        unsafe { ffi::remus_ckpt_close(rc) };
+    }
+}

@@ -107,6 +107,15 @@ fn harness_catches_panics_and_replays_hex() {
     assert_eq!(targets::model_control(b"interval_ms=010"), 0);
     assert_eq!(targets::model_control(b"interval_ms=10x"), 0);
     assert_eq!(targets::model_control(b"interval_ms="), 0);
+    assert_eq!(targets::model_control(b"budget_pages=5"), 0);
+    let budget = |line: &[u8]| targets::model_control_kv(line).map(|(_, v)| v);
+    assert_eq!(budget(b"budget_pages=0"), Some(0));
+    assert_eq!(budget(b"budget_pages=1099511627776\t"), Some(1 << 40));
+    assert_eq!(budget(b"budget_pages=1099511627777"), None);
+    assert_eq!(budget(b"budget_pages=00"), None);
+    assert_eq!(budget(b"budget_pages=01"), None);
+    assert_eq!(budget(b"budget_pages="), None);
+    assert_eq!(budget(b"budget_pages=99999999999999999999999"), None);
     // Seeds give the same input on every run (the bounded pass is fixed).
     let t = targets::target("record_line").unwrap();
     assert_eq!(targets::input_for(t, 42), targets::input_for(t, 42));
@@ -114,8 +123,8 @@ fn harness_catches_panics_and_replays_hex() {
 
 /// Sequence numbers wrap from u64::MAX to 0 (a save side whose counter
 /// wrapped, or a hostile one). The controller must take it like any new
-/// save. KNOWN FAILURE until the fix to src/pipeline.rs (`prev + 1`
-/// overflows) lands: this test is expected to fail before it.
+/// save. Found by `controller` (seed 1000000388): `prev + 1` overflowed
+/// in src/pipeline.rs before it used checked arithmetic.
 #[test]
 fn controller_survives_seq_wrap() {
     targets::quiet_panics();
@@ -150,12 +159,12 @@ fn controller_survives_seq_wrap() {
 }
 
 /// A record line longer than the stats reader keeps (4096 bytes), arriving
-/// in two reads, is cut at 4096 bytes and must then not be taken as a
-/// record with the cut value. KNOWN FAILURE until src/source/stats_fifo.rs
-/// drops (rather than truncates) overlong lines: found by `line_parser`.
+/// in two reads, is skipped whole as too long, not taken as a record with
+/// the cut value (found by `line_parser`, seed 1000000103: before the fix
+/// it was accepted with t_done cut to 1234).
 #[test]
 fn overlong_line_split_across_reads_is_not_accepted_cut() {
-    use remus_ckpt::source::stats_fifo::LineParser;
+    use remus_ckpt::source::stats_fifo::{LineError, LineParser};
     let head = "ckpt v=1 seq=1 dirty_pages=1 pages_sent=1 bytes_sent=1 t_suspend=1 \
                 t_suspended=2 t_resumed=3 pad=";
     let tail = " t_done=123456789\n";
@@ -170,14 +179,16 @@ fn overlong_line_split_across_reads_is_not_accepted_cut() {
     assert!(parser.feed(a).is_empty());
     let out = parser.feed(b);
     assert_eq!(out.len(), 1);
-    if let Ok(rec) = &out[0] {
-        assert_eq!(
+    match &out[0] {
+        Err(m) => assert_eq!((m.line_no, &m.error), (1, &LineError::TooLong)),
+        Ok(rec) => panic!(
+            "a {}-byte line split in two reads was accepted: t_done {} (whole: {})",
+            line.len(),
             rec.t_done_ns,
-            whole.t_done_ns,
-            "a {}-byte line split in two reads was accepted with t_done cut short",
-            line.len()
-        );
+            whole.t_done_ns
+        ),
     }
+    assert_eq!(parser.malformed, 1);
 }
 
 /// The CSV generator is worth its iterations: most of its files read
@@ -193,4 +204,80 @@ fn csv_inputs_mostly_parse() {
         })
         .count();
     assert!((300..1000).contains(&read), "{read} of 1000 read with rows");
+}
+
+/// The CSV model's header is the one the CSV sink writes (the sink's
+/// columns are serde's names for Row, so this follows src/row.rs).
+#[test]
+fn csv_model_knows_the_sink_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.csv");
+    let sink = remus_ckpt::sink::csv::CsvSink::create(&path).unwrap();
+    sink.finish().unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(written, targets::csv_header(targets::CSV_COLUMNS.len()));
+    // A run without rows (found by csv_round_trip on the empty input)
+    // reads back as a run without rows.
+    assert_eq!(remus_ckpt::report::read_csv(&path).unwrap(), vec![]);
+}
+
+/// The generators reach what the new fields need: C records with and
+/// without state and budget keys, unknown state words, budget control
+/// lines in and out of bounds, CSVs the model refuses at a float cell.
+#[test]
+fn generators_cover_the_new_fields() {
+    let inputs = |name: &str, n: u64| {
+        let t = targets::target(name).unwrap();
+        (0..n).map(move |seed| targets::input_for(t, seed))
+    };
+    let (mut states, mut new_words, mut budget_keys) = (0, 0, 0);
+    for input in inputs("record_line", 2000) {
+        let Ok(rec) = remus_ckpt::record::parse_line(&String::from_utf8_lossy(&input)) else {
+            continue;
+        };
+        states += usize::from(rec.stats_state.is_some() && rec.ctl_state.is_some());
+        let known = [
+            "ok",
+            "reopened",
+            "unset",
+            "nowriter",
+            "refused",
+            "reopening",
+            "fallback",
+        ];
+        new_words += usize::from(
+            [&rec.stats_state, &rec.ctl_state]
+                .iter()
+                .any(|s| s.as_deref().is_some_and(|w| !known.contains(&w))),
+        );
+        budget_keys += usize::from(rec.budget_pages != 0 && rec.probes != 0);
+    }
+    assert!(
+        states > 100 && new_words > 20 && budget_keys > 20,
+        "{states} {new_words} {budget_keys}"
+    );
+
+    let (mut budget_ok, mut budget_refused) = (0, 0);
+    for input in inputs("control_line", 2000) {
+        if input.starts_with(b"budget_pages=") {
+            match targets::model_control_kv(&input) {
+                Some(_) => budget_ok += 1,
+                None => budget_refused += 1,
+            }
+        }
+    }
+    assert!(
+        budget_ok > 100 && budget_refused > 100,
+        "{budget_ok} {budget_refused}"
+    );
+
+    let (mut valid, mut refused_float) = (0, 0);
+    for input in inputs("csv_reader", 2000) {
+        match targets::model_csv(&input) {
+            Some(Ok(())) => valid += 1,
+            Some(Err(_)) => refused_float += 1,
+            None => {}
+        }
+    }
+    assert!(valid > 300 && refused_float > 50, "{valid} {refused_float}");
 }

@@ -23,13 +23,13 @@ use remus_ckpt::disk::DiskDelta;
 use remus_ckpt::ffi;
 use remus_ckpt::pipeline::Controller;
 use remus_ckpt::policy::{PolicyArgs, PolicyKind};
-use remus_ckpt::record::{self, Record, Stream};
+use remus_ckpt::record::{self, Record, Stream, Trigger};
 use remus_ckpt::report::rows::{interval_points, read_csv_from, selected_rows};
 use remus_ckpt::report::summary::quantiles;
 use remus_ckpt::report::{self, Format, RunSummary};
 use remus_ckpt::row::Row;
 use remus_ckpt::sink::csv::CsvSink;
-use remus_ckpt::source::stats_fifo::LineParser;
+use remus_ckpt::source::stats_fifo::{LineError, LineParser, Malformed, MAX_LINE};
 use remus_ckpt::units::{Bytes, Millis};
 
 // ---------------------------------------------------------------------------
@@ -296,49 +296,115 @@ pub fn run_seed(target: &'static Target, seed: u64) -> Option<Failure> {
 // (1) Record lines: src/record.rs parse_line and the stats FIFO LineParser.
 // ---------------------------------------------------------------------------
 
+/// The wire names of the channel states (docs/protocol.md), indexed by
+/// the C enums' values; index 0 is "not known", written as no key.
+const STATS_STATES: [&str; 3] = ["", "ok", "reopened"];
+const CTL_STATES: [&str; 7] = [
+    "",
+    "unset",
+    "ok",
+    "nowriter",
+    "refused",
+    "reopening",
+    "fallback",
+];
+/// `trigger=` names by the C enum's value (any other value writes "none").
+const TRIGGERS: [&str; 4] = ["none", "interval", "budget", "control"];
+
 /// The record line format of docs/protocol.md, written independently of
-/// both the C formatter and the Rust parser. `bytes_raw` 0 means absent,
-/// as in the C struct.
-fn reference_line(r: &ffi::remus_ckpt_record, stream: &str) -> String {
+/// both the C formatter and the Rust parser: key order, `bytes_raw` only
+/// when known, the state keys only when known, and the budget keys only
+/// once a budget was commanded or probed.
+fn reference_line(r: &Record) -> String {
     let mut line = format!(
-        "ckpt v=1 seq={} domid={} stream={stream} live={} page_size={} dirty_pages={} \
+        "ckpt v=1 seq={} domid={} stream={} live={} page_size={} dirty_pages={} \
          deferred_pages={} pages_sent={} bytes_sent={}",
         r.seq,
         r.domid,
-        u8::from(r.live != 0),
+        r.stream.as_str(),
+        u8::from(r.live),
         r.page_size,
         r.dirty_pages,
         r.deferred_pages,
         r.pages_sent,
         r.bytes_sent
     );
-    if r.bytes_raw != 0 {
-        let _ = write!(line, " bytes_raw={}", r.bytes_raw);
+    if let Some(raw) = r.bytes_raw {
+        let _ = write!(line, " bytes_raw={raw}");
     }
-    let _ = writeln!(
+    let _ = write!(
         line,
         " t_gate={} t_suspend={} t_suspended={} t_sent={} t_resumed={} t_done={} \
          interval_ms={} cmd_interval_ms={} gate_wait_ns={} dropped={} ctl_rejected={}",
-        r.t_gate,
-        r.t_suspend,
-        r.t_suspended,
-        r.t_sent,
-        r.t_resumed,
-        r.t_done,
+        r.t_gate_ns,
+        r.t_suspend_ns,
+        r.t_suspended_ns,
+        r.t_sent_ns,
+        r.t_resumed_ns,
+        r.t_done_ns,
         r.interval_ms,
         r.cmd_interval_ms,
         r.gate_wait_ns,
         r.dropped,
         r.ctl_rejected
     );
+    if let Some(s) = &r.stats_state {
+        let _ = write!(line, " stats={s}");
+    }
+    if let Some(c) = &r.ctl_state {
+        let _ = write!(line, " ctl={c}");
+    }
+    if has_budget_keys(r) {
+        let _ = write!(
+            line,
+            " trigger={} dirty_at_trigger={} probes={} probe_ns={} budget_pages={} probe_errors={}",
+            r.trigger.as_str(),
+            r.dirty_at_trigger,
+            r.probes,
+            r.probe_ns,
+            r.budget_pages,
+            r.probe_errors
+        );
+    }
+    line.push('\n');
     line
+}
+
+/// The C formatter's rule for writing the budget keys.
+fn has_budget_keys(r: &Record) -> bool {
+    r.budget_pages != 0 || r.probes != 0 || r.probe_errors != 0
+}
+
+/// What a record reads back as from its canonical line: the budget keys
+/// are not written without a budget, so their other values are lost.
+fn canonical(mut rec: Record) -> Record {
+    if rec.bytes_raw == Some(0) {
+        // Writers omit a zero bytes_raw (the C struct has no "absent").
+        rec.bytes_raw = None;
+    }
+    if !has_budget_keys(&rec) {
+        rec.trigger = Trigger::None;
+        rec.dirty_at_trigger = 0;
+        rec.probe_ns = 0;
+    }
+    rec
 }
 
 const REMUS: u32 = ffi::remus_ckpt_stream_REMUS_CKPT_STREAM_REMUS;
 const COLO: u32 = ffi::remus_ckpt_stream_REMUS_CKPT_STREAM_COLO;
 
+/// A state value: mostly a named one, sometimes 0 (none), sometimes any.
+fn c_state(u: &mut Unstructured, named: usize) -> u32 {
+    match u.u8() % 8 {
+        0 => 0,
+        1 => u32::from(u.u8()),
+        2 => u.num_u32(),
+        _ => 1 + u32::from(u.u8()) % (named as u32 - 1),
+    }
+}
+
 fn c_record(u: &mut Unstructured) -> ffi::remus_ckpt_record {
-    ffi::remus_ckpt_record {
+    let mut r = ffi::remus_ckpt_record {
         seq: u.num(),
         domid: u.num_u32(),
         stream: match u.u8() % 8 {
@@ -367,7 +433,30 @@ fn c_record(u: &mut Unstructured) -> ffi::remus_ckpt_record {
         gate_wait_ns: u.num(),
         dropped: u.num(),
         ctl_rejected: u.num(),
+        stats_state: c_state(u, STATS_STATES.len()),
+        ctl_state: c_state(u, CTL_STATES.len()),
+        trigger: 0,
+        dirty_at_trigger: 0,
+        probes: 0,
+        probe_ns: 0,
+        budget_pages: 0,
+        probe_errors: 0,
+    };
+    // Half the records have no budget at all (the keys are then omitted
+    // whatever the other budget fields say).
+    let budget = u.u8();
+    r.trigger = match u.u8() % 8 {
+        0 => u.num_u32(),
+        v => u32::from(v % 4),
+    };
+    r.dirty_at_trigger = u.num();
+    r.probe_ns = u.num();
+    if budget % 2 == 0 {
+        r.budget_pages = if budget % 4 == 0 { u.num() } else { 0 };
+        r.probes = if budget % 8 < 4 { u.num() } else { 0 };
+        r.probe_errors = if budget % 16 < 8 { u.num() } else { 0 };
     }
+    r
 }
 
 fn stream_name(stream: u32) -> Option<&'static str> {
@@ -378,16 +467,30 @@ fn stream_name(stream: u32) -> Option<&'static str> {
     }
 }
 
-/// What parse_line must return for a line made from `r`.
-fn expected_record(r: &ffi::remus_ckpt_record) -> Record {
-    Record {
+/// A state's wire name: `Ok(None)` for 0, `Err` for a value with no name
+/// (the C formatter then refuses the record).
+fn state_name(names: &[&'static str], v: u32) -> Result<Option<String>, ()> {
+    match v {
+        0 => Ok(None),
+        v => match names.get(v as usize) {
+            Some(name) => Ok(Some(name.to_string())),
+            None => Err(()),
+        },
+    }
+}
+
+/// What parse_line must return for the line remus_ckpt_format makes from
+/// `r`; `None` when the C formatter must refuse `r` (a stream or a state
+/// that has no name).
+fn expected_record(r: &ffi::remus_ckpt_record) -> Option<Record> {
+    let stream = match stream_name(r.stream)? {
+        "colo" => Stream::Colo,
+        _ => Stream::Remus,
+    };
+    let rec = Record {
         seq: r.seq,
         domid: r.domid,
-        stream: if r.stream == COLO {
-            Stream::Colo
-        } else {
-            Stream::Remus
-        },
+        stream,
         live: r.live != 0,
         page_size: r.page_size,
         dirty_pages: r.dirty_pages,
@@ -406,12 +509,32 @@ fn expected_record(r: &ffi::remus_ckpt_record) -> Record {
         gate_wait_ns: r.gate_wait_ns,
         dropped: r.dropped,
         ctl_rejected: r.ctl_rejected,
-    }
+        stats_state: state_name(&STATS_STATES, r.stats_state).ok()?,
+        ctl_state: state_name(&CTL_STATES, r.ctl_state).ok()?,
+        trigger: match TRIGGERS.get(r.trigger as usize).copied() {
+            Some("interval") => Trigger::Interval,
+            Some("budget") => Trigger::Budget,
+            Some("control") => Trigger::Control,
+            _ => Trigger::None,
+        },
+        dirty_at_trigger: r.dirty_at_trigger,
+        probes: r.probes,
+        probe_ns: r.probe_ns,
+        budget_pages: r.budget_pages,
+        probe_errors: r.probe_errors,
+    };
+    Some(canonical(rec))
 }
 
-/// The C struct for a parsed record (inverse of [`expected_record`]).
-fn c_record_of(rec: &Record) -> ffi::remus_ckpt_record {
-    ffi::remus_ckpt_record {
+/// The C struct for a parsed record (inverse of [`expected_record`]);
+/// `None` when a value has no C spelling (a state word or a trigger this
+/// C library does not write).
+fn c_record_of(rec: &Record) -> Option<ffi::remus_ckpt_record> {
+    let state = |names: &[&str], s: &Option<String>| match s {
+        None => Some(0),
+        Some(s) => names[1..].iter().position(|n| n == s).map(|i| i as u32 + 1),
+    };
+    Some(ffi::remus_ckpt_record {
         seq: rec.seq,
         domid: rec.domid,
         stream: match rec.stream {
@@ -436,7 +559,18 @@ fn c_record_of(rec: &Record) -> ffi::remus_ckpt_record {
         gate_wait_ns: rec.gate_wait_ns,
         dropped: rec.dropped,
         ctl_rejected: rec.ctl_rejected,
-    }
+        stats_state: state(&STATS_STATES, &rec.stats_state)?,
+        ctl_state: state(&CTL_STATES, &rec.ctl_state)?,
+        trigger: TRIGGERS
+            .iter()
+            .position(|t| *t == rec.trigger.as_str())
+            .map(|i| i as u32)?,
+        dirty_at_trigger: rec.dirty_at_trigger,
+        probes: rec.probes,
+        probe_ns: rec.probe_ns,
+        budget_pages: rec.budget_pages,
+        probe_errors: rec.probe_errors,
+    })
 }
 
 /// Value spellings a parser of plain decimals must refuse or read exactly.
@@ -459,7 +593,7 @@ const ODD_VALUES: [&str; 16] = [
     "=",
 ];
 
-const ODD_TOKENS: [&str; 12] = [
+const ODD_TOKENS: [&str; 26] = [
     "v=1",
     "v=2",
     "v=",
@@ -472,15 +606,47 @@ const ODD_TOKENS: [&str; 12] = [
     "future_key=x",
     "bytes_raw=0",
     "ckpt",
+    "stats=ok",
+    "stats=reopened",
+    "stats=",
+    "stats=OK",
+    "ctl=fallback",
+    "ctl=no-writer",
+    "ctl=later",
+    "ctl=ok2",
+    "trigger=budget",
+    "trigger=",
+    "trigger=later",
+    "budget_pages=1",
+    "probes=0",
+    "probe_errors=18446744073709551616",
 ];
 
-/// A valid record line from random values.
+/// State words a newer save side might write: the parser keeps them.
+const NEW_STATE_WORDS: [&str; 4] = ["degraded", "x", "reopenedtwice", "closing"];
+
+/// A valid record line from random values: what the C library writes, or
+/// a newer writer's state words and trigger.
 fn valid_line(rng: &mut Rng) -> String {
-    let bytes = rng.bytes(200);
-    let mut rec = c_record(&mut Unstructured::new(&bytes));
-    rec.stream = if rng.chance(3) { COLO } else { REMUS };
-    rec.page_size = rec.page_size.max(1);
-    reference_line(&rec, stream_name(rec.stream).unwrap_or("remus"))
+    let bytes = rng.bytes(240);
+    let mut c = c_record(&mut Unstructured::new(&bytes));
+    c.stream = if rng.chance(3) { COLO } else { REMUS };
+    c.page_size = c.page_size.max(1);
+    c.stats_state %= STATS_STATES.len() as u32;
+    c.ctl_state %= CTL_STATES.len() as u32;
+    let Some(mut rec) = expected_record(&c) else {
+        unreachable!("a record with a stream and named states formats");
+    };
+    if rng.chance(8) {
+        rec.stats_state = Some(rng.pick(&NEW_STATE_WORDS).to_string());
+    }
+    if rng.chance(8) {
+        rec.ctl_state = Some(rng.pick(&NEW_STATE_WORDS).to_string());
+    }
+    if rng.chance(16) && has_budget_keys(&rec) {
+        rec.trigger = Trigger::Other;
+    }
+    reference_line(&rec)
 }
 
 /// Mutates text the way broken writers and attackers do.
@@ -541,31 +707,44 @@ fn gen_record_text(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// parse_line never panics, and whatever it accepts is a record that
-/// formats (reference and C formatter alike) and parses back to itself.
+/// formats (reference and C formatter alike) and parses back to itself;
+/// state words it accepts are lower-case words, kept as the line said.
 fn check_record_line(input: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(input);
-    let Ok(mut rec) = record::parse_line(&text) else {
+    let Ok(rec) = record::parse_line(&text) else {
         return Ok(());
     };
-    // `bytes_raw=0` parses as Some(0); writers omit a zero bytes_raw (the
-    // C struct has no "absent"), so the canonical line has none.
-    if rec.bytes_raw == Some(0) {
-        rec.bytes_raw = None;
-    }
     if rec.page_size == 0 {
         return Err(format!("accepted page_size=0: {rec:?}"));
     }
-    let c = c_record_of(&rec);
-    let line = reference_line(&c, rec.stream.as_str());
+    for (key, got) in [("stats=", &rec.stats_state), ("ctl=", &rec.ctl_state)] {
+        // The last token of the key wins, as for every key.
+        let said = text
+            .split_ascii_whitespace()
+            .rev()
+            .find_map(|t| t.strip_prefix(key));
+        if said != got.as_deref() {
+            return Err(format!("{key}{said:?} in the line, {got:?} parsed"));
+        }
+        if got
+            .as_ref()
+            .is_some_and(|w| w.is_empty() || !w.bytes().all(|b| b.is_ascii_lowercase()))
+        {
+            return Err(format!("accepted {key}{got:?}, not a lower-case word"));
+        }
+    }
+    let rec = canonical(rec);
+    let line = reference_line(&rec);
     let again = record::parse_line(&line);
     if again.as_ref() != Ok(&rec) {
         return Err(format!(
             "accepted {rec:?}\nbut its canonical line {line:?} parses to {again:?}"
         ));
     }
-    if let Some(c_line) = ffi::format_record(&c) {
-        if c_line != line {
-            return Err(format!("C formatter wrote {c_line:?}, reference {line:?}"));
+    if let Some(c) = c_record_of(&rec) {
+        match ffi::format_record(&c) {
+            Some(c_line) if c_line == line => {}
+            other => return Err(format!("C formatter wrote {other:?}, reference {line:?}")),
         }
     }
     Ok(())
@@ -583,20 +762,23 @@ fn gen_record_stream(rng: &mut Rng) -> Vec<u8> {
                 out.extend_from_slice(line)
             }
             2 => {
-                // Longer than the reader keeps (MAX_LINE, 4096): padding
-                // first, the record's own keys last.
+                // About as long as the reader keeps (MAX_LINE, 4096, the
+                // newline included): one byte either side of the bound,
+                // or the cut landing in the record's last tokens.
                 let line = valid_line(rng);
                 let (head, tail) = line.split_at(9); // after "ckpt v=1 "
-                                                     // Sized so that the cut at 4096 bytes lands in the last
-                                                     // few tokens.
-                let pad = (MAX_LINE + rng.below(40) as usize)
-                    .saturating_sub(head.len() + 5 + tail.len())
-                    .max(1);
+                let spread = if rng.chance(2) { 4 } else { 40 };
+                let len = MAX_LINE - 2 + rng.below(spread) as usize;
+                let pad = len.saturating_sub(head.len() + 5 + tail.len()).max(1);
                 out.extend_from_slice(head.as_bytes());
                 out.extend_from_slice(b"pad=");
                 out.extend(std::iter::repeat(b'x').take(pad));
                 out.push(b' ');
                 out.extend_from_slice(tail.as_bytes());
+            }
+            3 if rng.chance(4) => {
+                // An overlong blank line.
+                out.extend(std::iter::repeat(b' ').take(MAX_LINE + rng.below(3) as usize));
             }
             _ => out.extend(gen_record_text(rng)),
         }
@@ -607,36 +789,55 @@ fn gen_record_stream(rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-/// The longest line LineParser keeps (src/source/stats_fifo.rs MAX_LINE).
-const MAX_LINE: usize = 4096;
-
-/// Reference model of LineParser: every complete line, parsed whole.
-fn model_lines(stream: &[u8]) -> Vec<(u64, usize, Result<Record, record::ParseError>)> {
-    let mut out = Vec::new();
-    let mut line_no = 0;
-    for line in stream.split_inclusive(|b| *b == b'\n') {
-        if !line.ends_with(b"\n") {
-            break;
-        }
-        line_no += 1;
-        let text = String::from_utf8_lossy(line);
-        if text.trim().is_empty() {
-            continue;
-        }
-        out.push((line_no, line.len(), record::parse_line(&text)));
+/// What LineParser must make of one line (its newline, if any, included):
+/// too long, not UTF-8, blank (nothing), or what parse_line says.
+fn model_line(line: &[u8]) -> Option<Result<Record, LineError>> {
+    if line.len() > MAX_LINE {
+        return Some(Err(LineError::TooLong));
     }
-    out
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Some(Err(LineError::InvalidUtf8));
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(record::parse_line(text).map_err(LineError::Record))
+}
+
+type Outcome = (u64, Result<Record, LineError>);
+
+/// Reference model of LineParser: every line parsed whole and numbered
+/// (blank lines count); the last one, without its newline, at finish.
+fn model_lines(stream: &[u8]) -> (Vec<Outcome>, Option<Outcome>) {
+    let mut out = Vec::new();
+    let mut last = None;
+    for (i, line) in stream.split_inclusive(|b| *b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let outcome = model_line(line).map(|r| (line_no, r));
+        if line.ends_with(b"\n") {
+            out.extend(outcome);
+        } else {
+            last = outcome;
+        }
+    }
+    (out, last)
+}
+
+fn outcome_of(r: Result<Record, Malformed>, lines_so_far: u64) -> (Option<u64>, Outcome) {
+    match r {
+        Ok(rec) => (None, (lines_so_far, Ok(rec))),
+        Err(m) => (Some(m.line_no), (m.line_no, Err(m.error))),
+    }
 }
 
 /// Fed in any split, LineParser gives what parsing each line whole gives:
-/// the same line numbers, records and errors, and counts the errors.
-/// Lines longer than it keeps may be refused when split, but are never
-/// accepted as a record the whole line does not say.
+/// the same line numbers, records and errors (lines longer than MAX_LINE
+/// refused whole, however they arrive), and counts the errors.
 fn check_line_parser(input: &[u8]) -> Result<(), String> {
     let Some((&cut, stream)) = input.split_first() else {
         return Ok(());
     };
-    let model = model_lines(stream);
+    let (model, model_last) = model_lines(stream);
     let mut parser = LineParser::default();
     let mut got = Vec::new();
     // Cut into reads of 1..=cut+1 bytes, varying with position.
@@ -662,26 +863,31 @@ fn check_line_parser(input: &[u8]) -> Result<(), String> {
             parser.malformed
         ));
     }
-    for (g, (line_no, len, want)) in got.iter().zip(&model) {
-        let (g_no, g_res) = match g {
-            Ok(rec) => (None, Ok(rec)),
-            Err(m) => (Some(m.line_no), Err(&m.error)),
-        };
-        if g_no.is_some_and(|n| n != *line_no) {
+    for (g, (line_no, want)) in got.into_iter().zip(model) {
+        // Records carry no line number: compare the rest.
+        let (g_no, (_, g_res)) = outcome_of(g, line_no);
+        if g_no.is_some_and(|n| n != line_no) {
             return Err(format!("line {line_no} reported as line {g_no:?}"));
         }
-        let same = g_res == want.as_ref();
-        if *len <= MAX_LINE && !same {
+        if g_res != want {
             return Err(format!(
-                "line {line_no} ({len} bytes, cut {cut}): got {g_res:?}, parsing it whole gives {want:?}"
+                "line {line_no} (cut {cut}): got {g_res:?}, parsing it whole gives {want:?}"
             ));
         }
-        if *len > MAX_LINE && g_res.is_ok() && !same {
-            return Err(format!(
-                "overlong line {line_no} ({len} bytes, cut {cut}) accepted as {g_res:?}, \
-                 but parsed whole it is {want:?}"
-            ));
-        }
+    }
+    let last = parser.finish().map(|r| outcome_of(r, 0).1);
+    let last_ok = match (&last, &model_last) {
+        (None, None) => true,
+        (Some((n, a)), Some((m, b))) => a == b && (a.is_ok() || n == m),
+        _ => false,
+    };
+    if !last_ok {
+        return Err(format!(
+            "the last line (no newline) gave {last:?}, the model {model_last:?}"
+        ));
+    }
+    if parser.malformed != errors + u64::from(matches!(last, Some((_, Err(_))))) {
+        return Err(format!("malformed = {} after finish", parser.malformed));
     }
     Ok(())
 }
@@ -690,54 +896,110 @@ fn check_line_parser(input: &[u8]) -> Result<(), String> {
 // (2) The C control-line parser and the C record formatter (through bindgen).
 // ---------------------------------------------------------------------------
 
-const CTL_PREFIX: &[u8] = b"interval_ms=";
 const INTERVAL_MAX_MS: u32 = ffi::REMUS_CKPT_INTERVAL_MAX_MS;
+const BUDGET_MAX_PAGES: u64 = ffi::REMUS_CKPT_BUDGET_MAX_PAGES;
+const KEY_INTERVAL: u32 = ffi::remus_ckpt_ctl_key_REMUS_CKPT_CTL_INTERVAL_MS;
+const KEY_BUDGET: u32 = ffi::remus_ckpt_ctl_key_REMUS_CKPT_CTL_BUDGET_PAGES;
 
-/// What remus_ckpt_parse_control must return: the interval of a canonical
-/// `interval_ms=<n>` (no sign, no leading zero, 1..=60000) followed only by
-/// blanks, tabs or CRs; 0 for anything else.
-pub fn model_control(line: &[u8]) -> u32 {
-    let Some(rest) = line.strip_prefix(CTL_PREFIX) else {
-        return 0;
-    };
+/// The control keys of docs/protocol.md: prefix, C key, bounds.
+const CTL_KEYS: [(&[u8], u32, u64, u64); 2] = [
+    (b"interval_ms=", KEY_INTERVAL, 1, INTERVAL_MAX_MS as u64),
+    (b"budget_pages=", KEY_BUDGET, 0, BUDGET_MAX_PAGES),
+];
+
+/// What remus_ckpt_parse_control_kv must return: the key and value of a
+/// canonical `<key>=<n>` (no sign, no leading zero but "0" itself, within
+/// the key's bounds) followed only by blanks, tabs or CRs; `None` for
+/// anything else.
+pub fn model_control_kv(line: &[u8]) -> Option<(u32, u64)> {
+    let (prefix, key, min, max) = CTL_KEYS.iter().find(|k| line.starts_with(k.0))?;
+    let rest = &line[prefix.len()..];
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, tail) = rest.split_at(digits);
-    if number.is_empty() || number[0] == b'0' || number.len() > 5 {
-        return 0;
+    if number.is_empty() || (number[0] == b'0' && number.len() > 1) || number.len() > 20 {
+        return None;
     }
     if !tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-        return 0;
+        return None;
     }
-    let value: u32 = number.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0'));
-    if value > INTERVAL_MAX_MS {
-        0
-    } else {
-        value
+    let value: u128 = number.iter().fold(0, |v, d| v * 10 + u128::from(d - b'0'));
+    let value = u64::try_from(value).ok()?;
+    (*min..=*max).contains(&value).then_some((*key, value))
+}
+
+/// What remus_ckpt_parse_control must return: the interval of an
+/// `interval_ms` line, 0 for anything else (budget lines included).
+pub fn model_control(line: &[u8]) -> u32 {
+    match model_control_kv(line) {
+        Some((KEY_INTERVAL, ms)) => ms as u32,
+        _ => 0,
     }
 }
 
-fn c_parse_control(line: &[u8]) -> u32 {
-    // A digit right after the line: a parser that reads past `len` would
-    // take it as part of the number (and then disagree with the model).
+/// `line` with a digit right after it: a parser that reads past `len`
+/// would take it as part of the number (and then disagree with the model).
+fn with_digit_after(line: &[u8]) -> Vec<u8> {
     let mut buf = line.to_vec();
     buf.push(b'7');
+    buf
+}
+
+fn c_parse_control(line: &[u8]) -> u32 {
+    let buf = with_digit_after(line);
     // SAFETY: buf holds line.len() + 1 readable bytes; the parser is told
     // line.len() and is a pure function of those bytes.
     unsafe { ffi::remus_ckpt_parse_control(buf.as_ptr().cast(), line.len()) }
 }
+
+fn c_parse_control_kv(line: &[u8]) -> Option<(u32, u64)> {
+    let buf = with_digit_after(line);
+    // Poisoned: a parser that fails must leave them, one that succeeds
+    // must set both.
+    let (mut key, mut value) = (u32::MAX, u64::MAX);
+    // SAFETY: as in c_parse_control; key and value are valid for writes.
+    let rc = unsafe {
+        ffi::remus_ckpt_parse_control_kv(buf.as_ptr().cast(), line.len(), &mut key, &mut value)
+    };
+    match rc {
+        0 => Some((key, value)),
+        -1 if (key, value) == (u32::MAX, u64::MAX) => None,
+        // Reported as a key no control line has: the check fails.
+        _ => Some((u32::MAX - 1, value)),
+    }
+}
+
+/// Values around the budget's bound and the canonical-zero rule.
+const BUDGET_VALUES: [&str; 8] = [
+    "0",
+    "00",
+    "01",
+    "1",
+    "1099511627775",
+    "1099511627776",
+    "1099511627777",
+    "01099511627776",
+];
 
 fn gen_control_line(rng: &mut Rng) -> Vec<u8> {
     if rng.chance(10) {
         let len = rng.below(80) as usize;
         return rng.bytes(len);
     }
-    let value = match rng.below(6) {
+    let budget = rng.chance(2);
+    let value = match rng.below(7) {
         0 => rng.pick(&INTERESTING_U64).to_string(),
         1 => rng.pick(&ODD_VALUES).to_string(),
         2 => format!("0{}", rng.below(70_000)),
+        3 if budget => rng.pick(&BUDGET_VALUES).to_string(),
+        4 if budget => (BUDGET_MAX_PAGES - 1000 + rng.below(2000)).to_string(),
         _ => (rng.below(70_000)).to_string(),
     };
-    let mut line = format!("interval_ms={value}").into_bytes();
+    let key = if budget {
+        "budget_pages"
+    } else {
+        "interval_ms"
+    };
+    let mut line = format!("{key}={value}").into_bytes();
     for _ in 0..rng.below(4) {
         line.push(*rng.pick(b" \t\r\n\x0b\0x"));
     }
@@ -747,25 +1009,37 @@ fn gen_control_line(rng: &mut Rng) -> Vec<u8> {
     line
 }
 
-/// The C parser agrees with the model on every line, stays in range, and
-/// accepts only the canonical spelling of the value it returns.
+/// Both C parsers agree with the model on every line, stay in range, and
+/// accept only the canonical spelling of the value they return.
 fn check_control_line(input: &[u8]) -> Result<(), String> {
-    let got = c_parse_control(input);
-    let want = model_control(input);
+    let want = model_control_kv(input);
+    let got = c_parse_control_kv(input);
     if got != want {
-        return Err(format!("C parser returned {got}, the model {want}"));
+        return Err(format!(
+            "remus_ckpt_parse_control_kv returned {got:?}, the model {want:?}"
+        ));
     }
-    if got > INTERVAL_MAX_MS {
-        return Err(format!("C parser returned {got} > {INTERVAL_MAX_MS}"));
+    let (got_ms, want_ms) = (c_parse_control(input), model_control(input));
+    if got_ms != want_ms {
+        return Err(format!(
+            "remus_ckpt_parse_control returned {got_ms}, the model {want_ms}"
+        ));
     }
-    if got != 0 {
-        let canonical = format!("interval_ms={got}");
-        let ok = input.starts_with(canonical.as_bytes())
+    if let Some((key, value)) = got {
+        let Some((prefix, _, min, max)) = CTL_KEYS.iter().find(|k| k.1 == key) else {
+            return Err(format!("unknown key {key}"));
+        };
+        if !(*min..=*max).contains(&value) {
+            return Err(format!("value {value} out of [{min}, {max}]"));
+        }
+        let mut canonical = prefix.to_vec();
+        canonical.extend_from_slice(value.to_string().as_bytes());
+        let ok = input.starts_with(&canonical)
             && input[canonical.len()..]
                 .iter()
                 .all(|b| matches!(b, b' ' | b'\t' | b'\r'));
         if !ok {
-            return Err(format!("accepted {got} from a non-canonical line"));
+            return Err(format!("accepted {value} from a non-canonical line"));
         }
     }
     Ok(())
@@ -776,30 +1050,75 @@ fn gen_struct_bytes(rng: &mut Rng) -> Vec<u8> {
     rng.bytes(len)
 }
 
-/// remus_ckpt_format writes exactly the reference line when it fits in
-/// REMUS_CKPT_RECORD_MAX (and refuses otherwise), and parse_line reads
-/// every field of it back.
+/// The C formatter with a buffer of `len` bytes: the line, or -1.
+fn c_format_into(rec: &ffi::remus_ckpt_record, len: usize) -> Result<String, i32> {
+    let mut buf = vec![0xaau8; len + 1];
+    // SAFETY: rec is a valid record; buf is writable for len (+1) bytes.
+    let n = unsafe { ffi::remus_ckpt_format(rec, buf.as_mut_ptr().cast(), len) };
+    if buf[len] != 0xaa {
+        return Err(-2); // wrote past len
+    }
+    let n = usize::try_from(n).map_err(|_| n)?;
+    if buf.get(n) != Some(&0) {
+        return Err(-3); // no NUL after the line
+    }
+    String::from_utf8(buf[..n].to_vec()).map_err(|_| -4)
+}
+
+/// remus_ckpt_format writes exactly the reference line (every record
+/// fits in REMUS_CKPT_RECORD_MAX), refuses only records with a stream or
+/// state that has no name and buffers too small for the line and its NUL,
+/// and parse_line reads every field of it back.
 fn check_c_format(input: &[u8]) -> Result<(), String> {
-    let rec = c_record(&mut Unstructured::new(input));
+    let mut u = Unstructured::new(input);
+    let rec = c_record(&mut u);
+    let max = ffi::REMUS_CKPT_RECORD_MAX as usize;
     let got = ffi::format_record(&rec);
-    let Some(stream) = stream_name(rec.stream) else {
+    let Some(expected) = expected_record(&rec) else {
         return match got {
             None => Ok(()),
-            Some(line) => Err(format!("formatted unknown stream {}: {line:?}", rec.stream)),
+            Some(line) => Err(format!("formatted an unnamed stream or state: {line:?}")),
         };
     };
-    let want = reference_line(&rec, stream);
-    let fits = want.len() <= ffi::REMUS_CKPT_RECORD_MAX as usize;
-    match got {
-        None if fits => Err(format!("refused a record that fits: {want:?}")),
-        None => Ok(()),
-        Some(line) if !fits => Err(format!("wrote {} bytes: {line:?}", line.len())),
-        Some(line) if line != want => Err(format!("wrote {line:?}, expected {want:?}")),
-        Some(line) => match record::parse_line(&line) {
-            Ok(parsed) if parsed == expected_record(&rec) => Ok(()),
-            other => Err(format!("{line:?} parses to {other:?}")),
-        },
+    let want = reference_line(&expected);
+    if want.len() > max {
+        return Err(format!("a record of {} bytes: {want:?}", want.len()));
     }
+    match got {
+        None => return Err(format!("refused a record that fits: {want:?}")),
+        Some(line) if line != want => {
+            return Err(format!("wrote {line:?}, expected {want:?}"));
+        }
+        Some(_) => {}
+    }
+    // The buffer bound: the line and its NUL, not one byte less.
+    let exact = c_format_into(&rec, want.len() + 1);
+    let short = c_format_into(
+        &rec,
+        (want.len() - u.num() as usize % want.len()).min(want.len()),
+    );
+    if exact.as_deref() != Ok(want.as_str()) || short != Err(-1) {
+        return Err(format!(
+            "with {} bytes: {exact:?}; with fewer: {short:?}",
+            want.len() + 1
+        ));
+    }
+    // page_size 0 is refused by the parser; the library never writes it
+    // (remus_ckpt_open refuses page_size 0, docs/protocol.md).
+    let parsed = record::parse_line(&want);
+    let ok = if expected.page_size == 0 {
+        parsed
+            == Err(record::ParseError::BadValue {
+                key: "page_size".into(),
+                value: "0".into(),
+            })
+    } else {
+        parsed.as_ref() == Ok(&expected)
+    };
+    if !ok {
+        return Err(format!("{want:?} parses to {parsed:?}"));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -807,11 +1126,52 @@ fn check_c_format(input: &[u8]) -> Result<(), String> {
 //     streaming summary of src/report/summary.rs.
 // ---------------------------------------------------------------------------
 
-const CSV_HEADER: &str = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,\
-    pause_ms,checkpoint_ms,period_ms,interval_ms,dropped,live,memory_bytes,gate_wait_ms,\
-    next_interval_ms,drbd_deferred,drbd_checkpoints\n";
-const LEGACY_HEADER: &str = "seq,t_s,dirty_pages,pages_sent,bytes_sent,disk_bytes,size_bytes,\
-    pause_ms,checkpoint_ms,period_ms,interval_ms,dropped\n";
+/// How a CSV column is read (src/row.rs).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    U64,
+    F64,
+    Live,
+    OptU64,
+    Text,
+}
+
+/// The columns the CSV sink writes, in order, with their kinds.
+pub const CSV_COLUMNS: [(&str, Kind); 24] = [
+    ("seq", Kind::U64),
+    ("t_s", Kind::F64),
+    ("dirty_pages", Kind::U64),
+    ("pages_sent", Kind::U64),
+    ("bytes_sent", Kind::U64),
+    ("disk_bytes", Kind::U64),
+    ("size_bytes", Kind::U64),
+    ("pause_ms", Kind::F64),
+    ("checkpoint_ms", Kind::F64),
+    ("period_ms", Kind::F64),
+    ("interval_ms", Kind::U64),
+    ("dropped", Kind::U64),
+    ("live", Kind::Live),
+    ("memory_bytes", Kind::U64),
+    ("gate_wait_ms", Kind::F64),
+    ("next_interval_ms", Kind::U64),
+    ("drbd_deferred", Kind::OptU64),
+    ("drbd_checkpoints", Kind::OptU64),
+    ("gap", Kind::U64),
+    ("trigger", Kind::Text),
+    ("dirty_at_trigger", Kind::U64),
+    ("budget_pages", Kind::U64),
+    ("probes", Kind::U64),
+    ("probe_ms", Kind::F64),
+];
+
+/// Headers of the CSVs this reader must read: the current one, the one
+/// before the gap and budget columns, and the legacy twelve columns.
+const HEADER_WIDTHS: [usize; 3] = [24, 18, 12];
+
+pub fn csv_header(width: usize) -> String {
+    let names: Vec<&str> = CSV_COLUMNS[..width].iter().map(|c| c.0).collect();
+    names.join(",") + "\n"
+}
 
 const ODD_CELLS: [&str; 14] = [
     "NaN",
@@ -830,27 +1190,37 @@ const ODD_CELLS: [&str; 14] = [
     " 7 ",
 ];
 
+/// Floats the reader must refuse (NaN, infinite, negative) or take.
+const EDGE_FLOATS: [&str; 9] = [
+    "NaN", "inf", "-inf", "-1.5", "1e309", "-1e-300", "-0.0", "0", "1e-320",
+];
+
+const TRIGGER_CELLS: [&str; 7] = ["", "interval", "budget", "control", "none", "other", "x y"];
+
 fn gen_csv_text(rng: &mut Rng) -> Vec<u8> {
     if rng.chance(10) {
         let len = rng.below(400) as usize;
         return rng.bytes(len);
     }
-    let legacy = rng.chance(3);
-    let mut text = String::from(if legacy { LEGACY_HEADER } else { CSV_HEADER });
-    let columns = if legacy { 12 } else { 18 };
-    for _ in 0..rng.below(8) {
-        let cells: Vec<String> = (0..columns)
-            .map(|column| match rng.below(60) {
-                0 => rng.pick(&ODD_CELLS).to_string(),
-                1 => rng.pick(&INTERESTING_U64).to_string(),
-                // The float columns: t_s, pause_ms, checkpoint_ms,
-                // period_ms, gate_wait_ms.
-                _ if [1, 7, 8, 9, 14].contains(&column) => {
-                    format!("{}.{}", rng.below(1000), rng.below(1000))
-                }
-                // live is a u8; the drbd columns may be empty.
-                _ if column == 12 => rng.below(2).to_string(),
-                _ if column >= 16 && rng.chance(2) => String::new(),
+    let width = *rng.pick(&HEADER_WIDTHS);
+    let mut text = csv_header(width);
+    let rows = rng.below(8);
+    // One float cell of one row on the edge of what is valid.
+    let edge = rng
+        .chance(4)
+        .then(|| (rng.below(rows.max(1)), rng.below(width as u64) as usize));
+    for r in 0..rows {
+        let cells: Vec<String> = CSV_COLUMNS[..width]
+            .iter()
+            .enumerate()
+            .map(|(column, (_, kind))| match (rng.below(150), kind) {
+                (_, Kind::F64) if edge == Some((r, column)) => rng.pick(&EDGE_FLOATS).to_string(),
+                (0, _) => rng.pick(&ODD_CELLS).to_string(),
+                (1, _) => rng.pick(&INTERESTING_U64).to_string(),
+                (_, Kind::F64) => format!("{}.{}", rng.below(1000), rng.below(1000)),
+                (_, Kind::Live) => rng.below(2).to_string(),
+                (_, Kind::OptU64) if rng.chance(2) => String::new(),
+                (_, Kind::Text) => rng.pick(&TRIGGER_CELLS).to_string(),
                 _ => rng.below(5000).to_string(),
             })
             .collect();
@@ -862,6 +1232,60 @@ fn gen_csv_text(rng: &mut Rng) -> Vec<u8> {
         mutate(rng, &mut bytes);
     }
     bytes
+}
+
+/// A cell the model knows the reader's verdict on: `Some(true)` valid,
+/// `Some(false)` a float the value check must refuse, `None` unknown
+/// (anything the csv crate's parsing decides: signs, hex, overflow, ...).
+fn model_cell(kind: Kind, cell: &str) -> Option<bool> {
+    let digits = !cell.is_empty() && cell.bytes().all(|b| b.is_ascii_digit());
+    match kind {
+        Kind::U64 => (digits && cell.parse::<u64>().is_ok()).then_some(true),
+        Kind::OptU64 => {
+            (cell.is_empty() || (digits && cell.parse::<u64>().is_ok())).then_some(true)
+        }
+        Kind::Live => (digits && cell.parse::<u8>().is_ok()).then_some(true),
+        Kind::Text => Some(true),
+        Kind::F64 => {
+            let v: f64 = cell.parse().ok()?;
+            Some(v.is_finite() && v >= 0.0)
+        }
+    }
+}
+
+/// What read_csv must say of a plain file (one of the known headers, no
+/// quotes or blanks, every row as wide as the header): `Some(Ok)` when
+/// every row reads, `Some(Err((line, column)))` for the first float it
+/// must refuse; `None` when the model cannot tell.
+pub fn model_csv(input: &[u8]) -> Option<Result<(), (usize, &'static str)>> {
+    let text = std::str::from_utf8(input).ok()?;
+    if text.contains(['"', '\r']) || text.chars().any(|c| c.is_whitespace() && c != '\n') {
+        return None;
+    }
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    let (header, rows) = lines.split_first()?;
+    let width = HEADER_WIDTHS
+        .into_iter()
+        .find(|w| csv_header(*w).trim_end() == *header)?;
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = row.split(',').collect();
+        if cells.len() != width {
+            return None;
+        }
+        let mut first_bad = None;
+        for ((name, kind), cell) in CSV_COLUMNS.iter().zip(&cells) {
+            if !model_cell(*kind, cell)? && first_bad.is_none() {
+                first_bad = Some(*name);
+            }
+        }
+        if let Some(name) = first_bad {
+            return Some(Err((i + 2, name)));
+        }
+    }
+    Some(Ok(()))
 }
 
 /// The rows as the CSV writer writes them.
@@ -879,12 +1303,28 @@ fn csv_text(rows: &[Row]) -> Result<String, String> {
 const LMIN: u64 = 4 << 20;
 const LMAX: u64 = 16 << 20;
 
-/// Arbitrary bytes never make the reader (or the summary) panic; what it
-/// accepts writes back and reads back to the same text; and the streaming
-/// summary of the bytes is, exactly, the all-in-memory summary of the rows
-/// read (the inputs stay far below EXACT_MAX values).
+/// Arbitrary bytes never make the reader (or the summary) panic; a plain
+/// file reads, or is refused at the line and column of its first NaN,
+/// infinite or negative float, as the model says; what it accepts writes
+/// back and reads back to the same text; and the streaming summary of
+/// the bytes is, exactly, the all-in-memory summary of the rows read (the
+/// inputs stay far below EXACT_MAX values).
 fn check_csv_reader(input: &[u8]) -> Result<(), String> {
-    let Ok(rows) = read_csv_from(input, "fuzz.csv") else {
+    let read = read_csv_from(input, "fuzz.csv");
+    match (model_csv(input), &read) {
+        (Some(Ok(())), Err(e)) => return Err(format!("refused a valid file: {e:#}")),
+        (Some(Err((line, column))), Ok(_)) => {
+            return Err(format!("accepted line {line} column {column}"));
+        }
+        (Some(Err((line, column))), Err(e)) => {
+            let e = format!("{e:#}");
+            if !e.contains(&format!("fuzz.csv: line {line}: column {column}: ")) {
+                return Err(format!("line {line} column {column} refused as: {e}"));
+            }
+        }
+        _ => {}
+    }
+    let Ok(rows) = read else {
         if report::summary::summarize_reader(input, "fuzz.csv", "f", LMIN, LMAX, false).is_ok() {
             return Err("the streaming summary accepted what read_csv refused".into());
         }
@@ -990,6 +1430,17 @@ fn valid_row(u: &mut Unstructured) -> Row {
         next_interval_ms: u.num(),
         drbd_deferred: opt(u),
         drbd_checkpoints: opt(u),
+        gap: u.num(),
+        // What the pipeline writes: a Trigger's name, or empty.
+        trigger: pick_by(
+            &["", "interval", "budget", "control", "none", "other"],
+            u.u8(),
+        )
+        .to_string(),
+        dirty_at_trigger: u.num(),
+        budget_pages: u.num(),
+        probes: u.num(),
+        probe_ms: valid_f64(u),
     }
 }
 
@@ -1028,7 +1479,12 @@ fn policy_args(u: &mut Unstructured) -> PolicyArgs {
     let lmax = lmin + 1 + u.num() % (1 << 40);
     let mut args = PolicyArgs {
         policy: *pick_by(
-            &[PolicyKind::Fixed, PolicyKind::Threshold, PolicyKind::Target],
+            &[
+                PolicyKind::Fixed,
+                PolicyKind::Threshold,
+                PolicyKind::Target,
+                PolicyKind::Byterate,
+            ],
             u.u8(),
         ),
         interval: ms(1 + u.num() % 60_000),
@@ -1043,6 +1499,7 @@ fn policy_args(u: &mut Unstructured) -> PolicyArgs {
         target: None,
         max_step: 1.0 + (f64::from(u.u8()) + 1.0) / 32.0,
         alpha: (f64::from(u.u8()) + 1.0) / 256.0,
+        byte_rate: Bytes(1 + u.num() % (1 << 40)),
         ..PolicyArgs::default()
     };
     if args.increase == 1.0 && args.increase_step.0.is_zero() {
@@ -1097,15 +1554,46 @@ fn next_record(u: &mut Unstructured, prev: &Record) -> Record {
         gate_wait_ns: u.num(),
         dropped: u.num(),
         ctl_rejected: u.num(),
+        stats_state: (u.u8() % 2 == 0).then(|| pick_by(&STATS_STATES[1..], u.u8()).to_string()),
+        ctl_state: (u.u8() % 2 == 0).then(|| pick_by(&CTL_STATES[1..], u.u8()).to_string()),
+        trigger: *pick_by(
+            &[
+                Trigger::None,
+                Trigger::Interval,
+                Trigger::Budget,
+                Trigger::Control,
+                Trigger::Other,
+            ],
+            u.u8(),
+        ),
+        dirty_at_trigger: u.num(),
+        probes: if u.u8() % 2 == 0 { u.num() } else { 0 },
+        probe_ns: u.num(),
+        budget_pages: match u.u8() % 4 {
+            0 => u.num(),
+            1 => prev.budget_pages,
+            _ => 0,
+        },
+        probe_errors: if u.u8() % 4 == 0 { u.num() } else { 0 },
     }
 }
 
 /// on_record never panics; every interval the controller wants (and every
 /// command) is the fixed one, or within [tmin, tmax] for adaptive
 /// policies; every row it makes is one the CSV reader accepts (finite,
-/// non-negative times).
+/// non-negative times) and that reads back unchanged; a budget is
+/// commanded exactly when the save side does not report the one wanted.
 pub fn check_controller_records(
     args: &PolicyArgs,
+    records: &[Record],
+    disk: &[u64],
+) -> Result<(), String> {
+    check_controller_budget(args, 0, records, disk)
+}
+
+pub fn check_controller_budget(
+    args: &PolicyArgs,
+    budget_pages: u64,
     records: &[Record],
     disk: &[u64],
 ) -> Result<(), String> {
@@ -1123,8 +1611,15 @@ pub fn check_controller_records(
             ms == fixed
         }
     };
-    let mut controller = Controller::new(policy, args.size_metric);
+    let mut controller = Controller::new(policy, args.size_metric).with_budget_pages(budget_pages);
+    if controller.initial_budget_pages() != budget_pages {
+        return Err(format!(
+            "initial budget {} pages, {budget_pages} commanded",
+            controller.initial_budget_pages()
+        ));
+    }
     let initial = controller.initial_interval_ms();
+    let mut rows = Vec::new();
     if !allowed(initial) {
         return Err(format!(
             "initial interval {initial} ms (tmin {tmin}, tmax {tmax})"
@@ -1143,6 +1638,13 @@ pub fn check_controller_records(
                 step.command_ms, args.policy
             ));
         }
+        let want_budget = (rec.budget_pages != budget_pages).then_some(budget_pages);
+        if step.command_budget_pages != want_budget {
+            return Err(format!(
+                "record {i} reports budget {}: commanded {:?}, want {want_budget:?}",
+                rec.budget_pages, step.command_budget_pages
+            ));
+        }
         let row = &step.row;
         for (name, v) in [
             ("t_s", row.t_s),
@@ -1150,10 +1652,21 @@ pub fn check_controller_records(
             ("checkpoint_ms", row.checkpoint_ms),
             ("period_ms", row.period_ms),
             ("gate_wait_ms", row.gate_wait_ms),
+            ("probe_ms", row.probe_ms),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("record {i}: row {name} = {v}"));
             }
+        }
+        rows.push(step.row);
+    }
+    // What the run's CSV sink would write, read back.
+    if !rows.is_empty() {
+        let text = csv_text(&rows)?;
+        match read_csv_from(text.as_bytes(), "run.csv") {
+            Ok(back) if back == rows => {}
+            Ok(back) => return Err(format!("rows {rows:?}\nread back as {back:?}")),
+            Err(e) => return Err(format!("the rows it made do not read: {e:#}\n{text}")),
         }
     }
     Ok(())
@@ -1162,6 +1675,10 @@ pub fn check_controller_records(
 fn check_controller(input: &[u8]) -> Result<(), String> {
     let mut u = Unstructured::new(input);
     let args = policy_args(&mut u);
+    let budget_pages = match u.u8() % 4 {
+        0 => 1 + u.num() % ffi::REMUS_CKPT_BUDGET_MAX_PAGES,
+        _ => 0,
+    };
     let mut records = Vec::new();
     let mut disk = Vec::new();
     let mut prev = Record::default();
@@ -1170,5 +1687,5 @@ fn check_controller(input: &[u8]) -> Result<(), String> {
         records.push(prev.clone());
         disk.push(if u.u8() % 4 == 0 { u.num() } else { 0 });
     }
-    check_controller_records(&args, &records, &disk)
+    check_controller_budget(&args, budget_pages, &records, &disk)
 }
