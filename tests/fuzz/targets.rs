@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use remus_ckpt::disk::DiskDelta;
 use remus_ckpt::ffi;
 use remus_ckpt::pipeline::Controller;
-use remus_ckpt::policy::{PolicyArgs, PolicyKind};
+use remus_ckpt::policy::{FixedBudget, Policy, PolicyArgs, PolicyKind};
 use remus_ckpt::record::{self, Record, Stream, Trigger};
 use remus_ckpt::report::rows::{interval_points, read_csv_from, selected_rows};
 use remus_ckpt::report::summary::quantiles;
@@ -310,6 +310,8 @@ const CTL_STATES: [&str; 7] = [
 ];
 /// `trigger=` names by the C enum's value (any other value writes "none").
 const TRIGGERS: [&str; 4] = ["none", "interval", "budget", "control"];
+/// The C library's `end=` words, by their enum value (0: no key).
+const ENDS: [&str; 4] = ["", "failover", "abort", "error"];
 
 /// The record line format of docs/protocol.md, written independently of
 /// both the C formatter and the Rust parser: key order, `bytes_raw` only
@@ -365,6 +367,9 @@ fn reference_line(r: &Record) -> String {
             r.budget_pages,
             r.probe_errors
         );
+    }
+    if let Some(e) = &r.end {
+        let _ = write!(line, " end={e}");
     }
     line.push('\n');
     line
@@ -441,6 +446,7 @@ fn c_record(u: &mut Unstructured) -> ffi::remus_ckpt_record {
         probe_ns: 0,
         budget_pages: 0,
         probe_errors: 0,
+        end: c_state(u, ENDS.len()),
     };
     // Half the records have no budget at all (the keys are then omitted
     // whatever the other budget fields say).
@@ -522,6 +528,7 @@ fn expected_record(r: &ffi::remus_ckpt_record) -> Option<Record> {
         probe_ns: r.probe_ns,
         budget_pages: r.budget_pages,
         probe_errors: r.probe_errors,
+        end: state_name(&ENDS, r.end).ok()?,
     };
     Some(canonical(rec))
 }
@@ -570,6 +577,7 @@ fn c_record_of(rec: &Record) -> Option<ffi::remus_ckpt_record> {
         probe_ns: rec.probe_ns,
         budget_pages: rec.budget_pages,
         probe_errors: rec.probe_errors,
+        end: state(&ENDS, &rec.end)?,
     })
 }
 
@@ -634,6 +642,7 @@ fn valid_line(rng: &mut Rng) -> String {
     c.page_size = c.page_size.max(1);
     c.stats_state %= STATS_STATES.len() as u32;
     c.ctl_state %= CTL_STATES.len() as u32;
+    c.end %= ENDS.len() as u32;
     let Some(mut rec) = expected_record(&c) else {
         unreachable!("a record with a stream and named states formats");
     };
@@ -1575,6 +1584,7 @@ fn next_record(u: &mut Unstructured, prev: &Record) -> Record {
             _ => 0,
         },
         probe_errors: if u.u8() % 4 == 0 { u.num() } else { 0 },
+        end: (u.u8() % 8 == 0).then(|| pick_by(&ENDS[1..], u.u8()).to_string()),
     }
 }
 
@@ -1611,14 +1621,20 @@ pub fn check_controller_budget(
             ms == fixed
         }
     };
-    let mut controller = Controller::new(policy, args.size_metric).with_budget_pages(budget_pages);
-    if controller.initial_budget_pages() != budget_pages {
+    // A fixed budget is a policy wrapper (simulate --budget-pages).
+    let policy: Box<dyn Policy> = if budget_pages != 0 {
+        Box::new(FixedBudget::new(policy, budget_pages))
+    } else {
+        policy
+    };
+    let mut controller = Controller::new(policy, args.size_metric);
+    if controller.initial().budget_pages != budget_pages {
         return Err(format!(
             "initial budget {} pages, {budget_pages} commanded",
-            controller.initial_budget_pages()
+            controller.initial().budget_pages
         ));
     }
-    let initial = controller.initial_interval_ms();
+    let initial = controller.initial().interval_ms;
     let mut rows = Vec::new();
     if !allowed(initial) {
         return Err(format!(
