@@ -1,11 +1,15 @@
-//! Xen part of the build script: a patched drop-in libxenguest for Xen 4.17.
+//! Xen part of the build script: a patched drop-in libxenguest for the Xen
+//! of the given tree (4.17 for Debian 12, 4.20 for Debian 13: every release
+//! whose line in patches/versions says `yes` in the full-build column).
 //!
 //! Runs only when `REMUS_CKPT_XEN_SRC` names an unpacked Xen source tree
 //! (Debian's, from `scripts/xen-source`); otherwise it does nothing, so a
 //! plain `cargo build` stays fast and needs no Xen build dependencies.
+//! The version (major.minor) is the tree's (xen/Makefile), the series the
+//! one patches/versions names for it.
 //!
 //! The tree is never modified: it is copied to `OUT_DIR`, csrc/ is copied
-//! into `tools/libs/guest/`, `patches/xen-4.17/series` is applied, and the
+//! into `tools/libs/guest/`, `patches/<series>/series` is applied, and the
 //! tools libraries up to libxenguest are built with Debian's configure
 //! flags and compiler flags, so that the result differs from Debian's
 //! library only by our patches.  `REMUS_CKPT_XEN_UNPATCHED=1` builds the
@@ -13,9 +17,11 @@
 //! (tests/xen_417.rs proves both).
 //!
 //! Output (stable, outside the hashed `OUT_DIR`, for docs and tests):
-//! `target/xen-4.17/lib/` (patched) or `target/xen-4.17/unpatched/`, each
-//! with `libxenguest.so.4.17.0`, the `libxenguest.so.4.17` SONAME link and
-//! `build-info.txt`; logs in `target/xen-4.17/logs/<mode>/`.
+//! `target/xen-<M.m>/lib/` (patched) or `target/xen-<M.m>/unpatched/`, each
+//! with `libxenguest.so.<M.m>.0`, the `libxenguest.so.<M.m>` SONAME link and
+//! `build-info.txt` (xen_version, source_version: the Debian version of the
+//! tree, which `remus-ckpt doctor` compares with the installed Xen); logs in
+//! `target/xen-<M.m>/logs/<mode>/`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -24,11 +30,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Xen version the series in `patches/xen-4.17/` is written against.
-const XEN_SERIES_VERSION: &str = "4.17";
-/// Library file and SONAME link we deliver.
-const LIB_FILE: &str = "libxenguest.so.4.17.0";
-const LIB_SONAME: &str = "libxenguest.so.4.17";
+/// Library file we deliver for a release ("4.17" -> libxenguest.so.4.17.0).
+fn lib_file(version: &str) -> String {
+    format!("libxenguest.so.{version}.0")
+}
+
+/// Its SONAME link.
+fn lib_soname(version: &str) -> String {
+    format!("libxenguest.so.{version}")
+}
 /// Build order: libxenguest links against the in-tree libraries before it.
 const LIBS_IN_ORDER: [&str; 9] = [
     "toolcore",
@@ -63,7 +73,7 @@ impl Mode {
         }
     }
 
-    /// Directory under target/xen-4.17/ that receives the library.
+    /// Directory under target/xen-<M.m>/ that receives the library.
     fn out_subdir(self) -> &'static str {
         match self {
             Mode::Patched => "lib",
@@ -130,12 +140,13 @@ pub fn main() {
             failure_message(&src, "choosing the Xen patch series", &f)
         ),
     };
-    if compile_only || line.full_build.as_deref() != Some(line.version.as_str()) {
+    if compile_only || !line.full_build {
         if mode == Mode::Unpatched {
             panic!(
-                "\n\nREMUS_CKPT_XEN_UNPATCHED=1 needs the full build, which only \
-                 Xen {XEN_SERIES_VERSION} has (the tree is Xen {})\n",
-                line.version
+                "\n\nREMUS_CKPT_XEN_UNPATCHED=1 needs the full build, which Xen {} \
+                 does not get (patches/versions; REMUS_CKPT_XEN_CHECK={})\n",
+                line.version,
+                if compile_only { "compile" } else { "unset" }
             );
         }
         match compile_check(&src, &line) {
@@ -145,19 +156,21 @@ pub fn main() {
         return;
     }
 
-    match build(&src, mode) {
+    match build(&src, mode, &line) {
         Ok(dir) => println!(
-            "cargo:warning=Xen {XEN_SERIES_VERSION} libxenguest ({}): {}",
+            "cargo:warning=Xen {} libxenguest ({}): {}",
+            line.version,
             mode.name(),
-            dir.join(LIB_FILE).display()
+            dir.join(lib_file(&line.version)).display()
         ),
         Err(f) => panic!(
             "{}",
             failure_message(
                 &src,
                 &format!(
-                    "building the {} Xen {XEN_SERIES_VERSION} libxenguest",
-                    mode.name()
+                    "building the {} Xen {} libxenguest",
+                    mode.name(),
+                    line.version
                 ),
                 &f
             )
@@ -171,8 +184,9 @@ struct SeriesLine {
     version: String,
     /// patches/<series>/.
     series: String,
-    /// The version that gets the full build ("4.17"), if any.
-    full_build: Option<String>,
+    /// Whether cargo build builds libxenguest for it (`yes` in the
+    /// full-build column), rather than the compile check.
+    full_build: bool,
 }
 
 /// Find the series for the tree's version in patches/versions; a clear
@@ -202,7 +216,7 @@ fn select_series(src: &Path) -> Result<SeriesLine> {
             return Ok(SeriesLine {
                 version: format!("{major}.{minor}"),
                 series: f[2].to_string(),
-                full_build: (f[4] != "no").then(|| f[4].to_string()),
+                full_build: f[4] == "yes",
             });
         }
     }
@@ -302,17 +316,17 @@ struct Dirs {
     manifest: PathBuf,
     /// Scratch copy of the tree (under OUT_DIR).
     work: PathBuf,
-    /// Stable output directory (target/xen-4.17/<lib|unpatched>).
+    /// Stable output directory (target/xen-<M.m>/<lib|unpatched>).
     out: PathBuf,
     logs: PathBuf,
 }
 
-fn dirs(mode: Mode) -> Result<Dirs> {
+fn dirs(mode: Mode, version: &str) -> Result<Dirs> {
     let manifest = manifest_dir()?;
     let out_dir =
         PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| Failure::new("OUT_DIR unset"))?);
     let target = target_dir(&manifest);
-    let base = target.join(format!("xen-{XEN_SERIES_VERSION}"));
+    let base = target.join(format!("xen-{version}"));
     Ok(Dirs {
         work: out_dir.join(format!("xen-{}", mode.name())),
         out: base.join(mode.out_subdir()),
@@ -321,15 +335,17 @@ fn dirs(mode: Mode) -> Result<Dirs> {
     })
 }
 
-fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
-    let d = dirs(mode)?;
+fn build(src: &Path, mode: Mode, line: &SeriesLine) -> Result<PathBuf> {
+    let version = line.version.as_str();
+    let lib = lib_file(version);
+    let d = dirs(mode, version)?;
     let src = src
         .canonicalize()
         .map_err(|e| Failure::io(format!("REMUS_CKPT_XEN_SRC {}", src.display()), e))?;
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     if target_arch != "x86_64" {
         return Err(Failure::new(format!(
-            "the Xen {XEN_SERIES_VERSION} build supports x86_64 only (target arch: {target_arch})"
+            "the Xen {version} build supports x86_64 only (target arch: {target_arch})"
         )));
     }
 
@@ -340,17 +356,13 @@ fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
             d.work.display()
         )));
     }
-    check_version(&src)?;
-    let patch_dir = d
-        .manifest
-        .join("patches")
-        .join(format!("xen-{XEN_SERIES_VERSION}"));
+    let patch_dir = d.manifest.join("patches").join(&line.series);
     let series = read_series(&patch_dir)?;
     check_pristine(&src, &patch_dir, &series)?;
 
     let stamp = stamp_text(&src, mode, &d.manifest, &patch_dir, &series)?;
     let stamp_path = d.out.join("inputs.stamp");
-    if d.out.join(LIB_FILE).is_file()
+    if d.out.join(&lib).is_file()
         && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
     {
         return Ok(d.out);
@@ -390,29 +402,15 @@ fn build(src: &Path, mode: Mode) -> Result<PathBuf> {
                     .arg("-i")
                     .arg(patch_dir.join(p)),
                 &log,
-                &format!("applying patches/xen-{XEN_SERIES_VERSION}/{p}"),
+                &format!("applying patches/{}/{p}", line.series),
             )?;
         }
     }
 
-    configure(&tree, &d.logs)?;
+    configure(&tree, &d.logs, version)?;
     make_libs(&tree, &d.logs)?;
-    install(&tree, &src, mode, &d, &stamp)?;
+    install(&tree, &src, mode, &d, &stamp, version)?;
     Ok(d.out)
-}
-
-/// The tree must be the Xen version the series is written for.
-fn check_version(src: &Path) -> Result<()> {
-    let (major, minor) = tree_version(src)?;
-    let tree_version = format!("{major}.{minor}");
-    if tree_version != XEN_SERIES_VERSION {
-        return Err(Failure::new(format!(
-            "version mismatch: the tree is Xen {tree_version} ({}), the series \
-             patches/xen-{XEN_SERIES_VERSION}/ is for Xen {XEN_SERIES_VERSION}",
-            src.join("xen/Makefile").display()
-        )));
-    }
-    Ok(())
 }
 
 /// XEN_VERSION.XEN_SUBVERSION from the tree's xen/Makefile.
@@ -493,9 +491,9 @@ fn check_pristine(src: &Path, patch_dir: &Path, series: &[String]) -> Result<()>
                 return Err(Failure::new(format!(
                     "the tree is already patched: {} mentions remus_ckpt.\n  \
                      REMUS_CKPT_XEN_SRC must name a pristine tree (scripts/xen-source \
-                     prints one); the build applies patches/xen-{XEN_SERIES_VERSION}/ \
-                     to its own copy",
-                    file.display()
+                     prints one); the build applies {} to its own copy",
+                    file.display(),
+                    patch_dir.display()
                 )));
             }
         }
@@ -634,7 +632,7 @@ fn xen_env(cmd: &mut Command) -> &mut Command {
 
 /// Debian's patches delete configure and config.{sub,guess}: regenerate
 /// them as the package build does, then configure the tools only.
-fn configure(tree: &Path, logs: &Path) -> Result<()> {
+fn configure(tree: &Path, logs: &Path, version: &str) -> Result<()> {
     for f in ["config.sub", "config.guess"] {
         let from = Path::new("/usr/share/misc").join(f);
         fs::copy(&from, tree.join(f)).map_err(|e| {
@@ -668,6 +666,7 @@ fn configure(tree: &Path, logs: &Path) -> Result<()> {
     // debian/rules' configure flags.  ac_cv_header_*=no: Debian's buildd
     // has no libbz2-dev, liblzo2-dev or valgrind; a host that has them
     // would otherwise build a different library.
+    let leaf_dir = format!("--with-libexec-leaf-dir=xen-{version}");
     run_logged(
         xen_env(Command::new("./configure").current_dir(tree)).args([
             "--disable-xen",
@@ -677,7 +676,7 @@ fn configure(tree: &Path, logs: &Path) -> Result<()> {
             "--includedir=/usr/include",
             "--libdir=/usr/lib/x86_64-linux-gnu",
             "--with-libexec-libdir-suffix=/x86_64-linux-gnu",
-            "--with-libexec-leaf-dir=xen-4.17",
+            &leaf_dir,
             "--sysconfdir=/etc",
             "--localstatedir=/var",
             "--disable-ocamltools",
@@ -732,22 +731,34 @@ fn make_libs(tree: &Path, logs: &Path) -> Result<()> {
 
 /// Publish the library atomically (a reader never sees half a file) with
 /// its SONAME link, build-info.txt and the stamp, which goes last.
-fn install(tree: &Path, src: &Path, mode: Mode, d: &Dirs, stamp: &str) -> Result<()> {
-    let built = tree.join("tools/libs/guest").join(LIB_FILE);
+fn install(
+    tree: &Path,
+    src: &Path,
+    mode: Mode,
+    d: &Dirs,
+    stamp: &str,
+    version: &str,
+) -> Result<()> {
+    let lib = lib_file(version);
+    let built = tree.join("tools/libs/guest").join(&lib);
     fs::create_dir_all(&d.out)
         .map_err(|e| Failure::io(format!("creating {}", d.out.display()), e))?;
-    let tmp = d.out.join(format!(".{LIB_FILE}.tmp"));
+    let tmp = d.out.join(format!(".{lib}.tmp"));
     fs::copy(&built, &tmp).map_err(|e| Failure::io(format!("copying {}", built.display()), e))?;
-    fs::rename(&tmp, d.out.join(LIB_FILE))
-        .map_err(|e| Failure::io(format!("installing {}", d.out.join(LIB_FILE).display()), e))?;
-    let link = d.out.join(LIB_SONAME);
+    fs::rename(&tmp, d.out.join(&lib))
+        .map_err(|e| Failure::io(format!("installing {}", d.out.join(&lib).display()), e))?;
+    let link = d.out.join(lib_soname(version));
     let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(LIB_FILE, &link)
+    std::os::unix::fs::symlink(&lib, &link)
         .map_err(|e| Failure::io(format!("creating {}", link.display()), e))?;
+    // source_version: the Debian version of the tree (empty for a tree
+    // that is not Debian's), compared by `doctor` with the installed Xen.
     let info = format!(
-        "# Written by build/xen.rs; read by tests/xen_417.rs.\n\
-         mode={}\nsource={}\nbuild_tree={}\nlogs={}\n",
+        "# Written by build/xen.rs; read by tests/xen_417.rs and remus-ckpt doctor.\n\
+         mode={}\nxen_version={version}\nsource_version={}\nsource={}\n\
+         build_tree={}\nlogs={}\n",
         mode.name(),
+        debian_version(src).unwrap_or_default(),
         src.display(),
         tree.display(),
         d.logs.display()
@@ -758,6 +769,13 @@ fn install(tree: &Path, src: &Path, mode: Mode, d: &Dirs, stamp: &str) -> Result
     };
     write("build-info.txt", &info)?;
     write("inputs.stamp", stamp)
+}
+
+/// The Debian version at the top of the tree's debian/changelog, if any.
+fn debian_version(tree: &Path) -> Option<String> {
+    let changelog = fs::read_to_string(tree.join("debian/changelog")).ok()?;
+    let first = changelog.lines().next()?;
+    Some(first.split('(').nth(1)?.split(')').next()?.to_string())
 }
 
 fn recreate_dir(dir: &Path) -> Result<()> {

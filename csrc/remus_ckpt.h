@@ -168,6 +168,66 @@ struct remus_ckpt_config {
 struct remus_ckpt;
 
 /*
+ * Pages dirtied since the last log-dirty CLEAN; 0 on success, -1 on error.
+ * Supplied by the save code (a log-dirty PEEK with no bitmap), so that
+ * remus_ckpt can see the running checkpoint's dirty count without a
+ * dependency on libxenctrl.  Must not block for long: one hypercall.
+ */
+typedef int remus_ckpt_probe_fn(void *arg, uint64_t *dirty_pages);
+
+#ifdef __MINIOS__
+/*
+ * Mini-OS (stubdom, Xen 4.1-4.5) links tools/libxc's save code too, but
+ * has none of what remus_ckpt.c needs (ppoll, clock_nanosleep,
+ * pthread_sigmask, O_CLOEXEC): the Makefile patch leaves remus_ckpt.c out
+ * of that build, and the hooks in the save code compile to these no-ops,
+ * exactly as with remus_ckpt unconfigured.
+ */
+static inline struct remus_ckpt *remus_ckpt_open(uint32_t domid,
+                                                 unsigned int stream,
+                                                 uint32_t page_size)
+{
+    (void)domid; (void)stream; (void)page_size;
+    return NULL;
+}
+static inline void remus_ckpt_close(struct remus_ckpt *ckpt) { (void)ckpt; }
+static inline void remus_ckpt_gate(struct remus_ckpt *ckpt, int live)
+{
+    (void)ckpt; (void)live;
+}
+static inline void remus_ckpt_mark(struct remus_ckpt *ckpt, unsigned int mark)
+{
+    (void)ckpt; (void)mark;
+}
+static inline void remus_ckpt_dirty(struct remus_ckpt *ckpt,
+                                    uint64_t dirty_pages,
+                                    uint64_t deferred_pages)
+{
+    (void)ckpt; (void)dirty_pages; (void)deferred_pages;
+}
+static inline void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes,
+                                    uint64_t pages)
+{
+    (void)ckpt; (void)bytes; (void)pages;
+}
+static inline void remus_ckpt_wrote_raw(struct remus_ckpt *ckpt,
+                                        uint64_t bytes)
+{
+    (void)ckpt; (void)bytes;
+}
+static inline void remus_ckpt_emit(struct remus_ckpt *ckpt) { (void)ckpt; }
+static inline void remus_ckpt_end(struct remus_ckpt *ckpt, unsigned int reason)
+{
+    (void)ckpt; (void)reason;
+}
+static inline void remus_ckpt_set_probe(struct remus_ckpt *ckpt,
+                                        remus_ckpt_probe_fn *probe, void *arg)
+{
+    (void)ckpt; (void)probe; (void)arg;
+}
+#else /* !__MINIOS__ */
+
+/*
  * Configure from REMUS_CKPT_STATS / REMUS_CKPT_CONTROL (and, with control,
  * REMUS_CKPT_FALLBACK_MS / REMUS_CKPT_CONTROL_TIMEOUT_MS).  Returns NULL
  * when neither channel is set, for page_size 0 (one stderr line) or on
@@ -273,14 +333,6 @@ int remus_ckpt_parse_control_kv(const char *line, size_t len,
                                 unsigned int *key, uint64_t *value);
 
 /*
- * Pages dirtied since the last log-dirty CLEAN; 0 on success, -1 on error.
- * Supplied by the save code (a log-dirty PEEK with no bitmap), so that
- * remus_ckpt can see the running checkpoint's dirty count without a
- * dependency on libxenctrl.  Must not block for long: one hypercall.
- */
-typedef int remus_ckpt_probe_fn(void *arg, uint64_t *dirty_pages);
-
-/*
  * Install the probe, called by the Xen hook right after remus_ckpt_open(),
  * so that the gate can measure the checkpoint while it grows.  Without a
  * probe, or without a commanded budget, the gate never calls it.  arg is
@@ -293,5 +345,7 @@ void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
 /* Copy of the last completed record, for tests; 0 on success, -1 if none. */
 int remus_ckpt_last(const struct remus_ckpt *ckpt,
                     struct remus_ckpt_record *out);
+
+#endif /* !__MINIOS__ */
 
 #endif /* REMUS_CKPT_H */

@@ -12,6 +12,7 @@ pub mod fifo;
 pub mod runtime_dir;
 pub mod trust;
 pub mod units;
+pub mod xen_install;
 
 pub mod disk;
 pub mod metrics;

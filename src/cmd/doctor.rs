@@ -7,8 +7,9 @@ use std::process::Command;
 use anyhow::Result;
 use clap::Args;
 
-use super::run::{self, DEFAULT_HELPER, LIB_SONAME};
+use super::run;
 use crate::runtime_dir;
+use crate::xen_install::{self, InstalledXen};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -16,9 +17,10 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "DIR")]
     pub lib_dir: Option<PathBuf>,
 
-    /// The save helper `run` will wrap.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_HELPER)]
-    pub helper: PathBuf,
+    /// The save helper `run` will wrap (default as for `run`: the
+    /// installed Xen's).
+    #[arg(long, value_name = "PATH")]
+    pub helper: Option<PathBuf>,
 
     /// Also check these FIFOs (e.g. the ones a `watch` will use).
     #[arg(long, value_name = "PATH")]
@@ -29,16 +31,6 @@ enum Verdict {
     Ok(String),
     Warn(String, String),
     Fail(String, String),
-}
-
-fn dpkg_version(package: &str) -> Option<String> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Status}|${Version}", package])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.strip_prefix("install ok installed|")
-        .map(str::to_string)
 }
 
 fn check_dom0() -> Verdict {
@@ -55,11 +47,16 @@ fn check_dom0() -> Verdict {
                         .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
                         .reduce(|a, b| format!("{a}.{b}").replace("..", "."))
                 });
+            let userland = xen_install::major_minor();
             match version {
-                Some(v) if v.starts_with("4.17") => Verdict::Ok(format!("Xen dom0, hypervisor {v}")),
+                Some(v) if v.starts_with(&format!("{userland}.")) => {
+                    Verdict::Ok(format!("Xen dom0, hypervisor {v}"))
+                }
                 Some(v) => Verdict::Fail(
-                    format!("hypervisor is Xen {v}"),
-                    "the patched library is built for Xen 4.17 (Debian 12); see docs/xen-versions.md".into(),
+                    format!("hypervisor is Xen {v}, the Xen userland is {userland}"),
+                    "boot the hypervisor of the installed Xen userland (or install the \
+                     userland of the running hypervisor); see docs/xen-versions.md"
+                        .into(),
                 ),
                 None => Verdict::Warn("Xen dom0, but `xl info` gave no version".into(), "is xencommons running?".into()),
             }
@@ -78,46 +75,96 @@ fn check_helper(helper: &Path) -> Verdict {
     } else {
         Verdict::Fail(
             format!("save helper {} missing", helper.display()),
-            "apt-get install xen-utils-4.17 (scripts/install-xen-deps pins the version)".into(),
+            format!(
+                "apt-get install xen-utils-{} (or pass --helper)",
+                xen_install::major_minor()
+            ),
         )
     }
 }
 
-/// The Debian version of the source tree the library was built from:
-/// build-info.txt's `debian_version=` (the package writes it, as the
-/// source tree is not on the machine it is installed on), else that
-/// tree's debian/changelog.
-fn built_from(lib_dir: &Path) -> Option<String> {
-    let info = std::fs::read_to_string(lib_dir.join("build-info.txt")).ok()?;
-    if let Some(version) = info.lines().find_map(|l| l.strip_prefix("debian_version=")) {
-        return Some(version.to_string());
+/// The fix for a library built from another source than the installed
+/// Xen's: rebuild it from the installed version's source.
+const REBUILD: &str = "REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release \
+                       (builds from the installed Xen's source)";
+
+/// The library must be built from the source of the installed Xen: its
+/// build-info.txt (build/xen.rs) against dpkg's libxenmisc4.NN.
+fn check_built_from(lib_dir: &Path) -> Verdict {
+    let installed: InstalledXen = match xen_install::detect() {
+        Err(e) => {
+            return Verdict::Warn(
+                format!("cannot tell which Xen is installed: {e}"),
+                "doctor reads the installed Xen from dpkg (Debian)".into(),
+            )
+        }
+        Ok(found) if found.is_empty() => {
+            return Verdict::Fail(
+                "no Xen userland installed (no libxenmisc4.NN)".into(),
+                "apt-get install xen-utils (or scripts/install-xen-deps --version V)".into(),
+            )
+        }
+        Ok(found) if found.len() > 1 => {
+            let names: Vec<String> = found
+                .iter()
+                .map(|x| format!("{} {}", x.package, x.source_version))
+                .collect();
+            return Verdict::Fail(
+                format!("more than one Xen release installed: {}", names.join(", ")),
+                "remove all but the one the hypervisor runs (apt-get remove)".into(),
+            );
+        }
+        Ok(mut found) => found.remove(0),
+    };
+    let i = &installed.source_version;
+    let Some(info) = xen_install::build_info(lib_dir) else {
+        return Verdict::Warn(
+            format!(
+                "cannot tell which source {} was built from (no build-info.txt; installed: xen {i})",
+                lib_dir.display()
+            ),
+            REBUILD.into(),
+        );
+    };
+    if let Some(v) = info.xen_version.as_deref() {
+        if v != installed.major_minor {
+            return Verdict::Fail(
+                format!(
+                    "library built for Xen {v}, but the installed Xen is {} ({} {i})",
+                    installed.major_minor, installed.package
+                ),
+                REBUILD.into(),
+            );
+        }
     }
-    let source = info.lines().find_map(|l| l.strip_prefix("source="))?;
-    let changelog = std::fs::read_to_string(Path::new(source).join("debian/changelog")).ok()?;
-    let first = changelog.lines().next()?;
-    Some(first.split('(').nth(1)?.split(')').next()?.to_string())
+    match info.source_version {
+        Some(b) if b == *i => Verdict::Ok(format!(
+            "library built from xen {b}, the installed Xen's source ({})",
+            installed.package
+        )),
+        Some(b) => Verdict::Fail(
+            format!(
+                "library built from xen {b}, but the installed Xen is xen {i} ({})",
+                installed.package
+            ),
+            REBUILD.into(),
+        ),
+        None => Verdict::Warn(
+            format!(
+                "{} was not built from a Debian source tree: cannot compare it with \
+                 the installed xen {i}",
+                lib_dir.display()
+            ),
+            REBUILD.into(),
+        ),
+    }
 }
 
 /// `trusted`: both passed [`run::check_executed`]'s rule; otherwise ldd,
 /// which loads the library into the helper's loader as root, is not run.
 fn check_library(lib_dir: &Path, helper: &Path, trusted: bool) -> Vec<Verdict> {
-    let mut out = Vec::new();
-    let installed = dpkg_version("libxenmisc4.17");
-    match (&installed, built_from(lib_dir)) {
-        (Some(i), Some(b)) if *i == b => out.push(Verdict::Ok(format!("library built from {b}, installed libxenctrl {i}"))),
-        (Some(i), Some(b)) => out.push(Verdict::Fail(
-            format!("library built from {b}, but installed libxenmisc4.17 is {i}"),
-            format!("scripts/install-xen-deps (pins {b}), or rebuild from the installed version's source"),
-        )),
-        (None, _) => out.push(Verdict::Fail(
-            "libxenmisc4.17 (libxenctrl, libxenguest) not installed".into(),
-            "scripts/install-xen-deps".into(),
-        )),
-        (Some(i), None) => out.push(Verdict::Warn(
-            format!("cannot tell which source {} was built from (installed: {i})", lib_dir.display()),
-            "rebuild with REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release".into(),
-        )),
-    }
+    let mut out = vec![check_built_from(lib_dir)];
+    let soname = run::lib_soname();
     if helper.exists() && !trusted {
         out.push(Verdict::Warn(
             "not running ldd on the helper: others can write what it would load".into(),
@@ -135,7 +182,7 @@ fn check_library(lib_dir: &Path, helper: &Path, trusted: bool) -> Vec<Verdict> {
                     + &String::from_utf8_lossy(&o.stderr);
                 let ours = text
                     .lines()
-                    .any(|l| l.contains(LIB_SONAME) && l.contains(&*lib_dir.to_string_lossy()));
+                    .any(|l| l.contains(&soname) && l.contains(&*lib_dir.to_string_lossy()));
                 let undefined: Vec<&str> = text
                     .lines()
                     .filter(|l| l.contains("undefined symbol") || l.contains("not found"))
@@ -148,12 +195,12 @@ fn check_library(lib_dir: &Path, helper: &Path, trusted: bool) -> Vec<Verdict> {
                 } else if !undefined.is_empty() {
                     out.push(Verdict::Fail(
                         format!("ldd -r on the helper: {}", undefined.join("; ")),
-                        "library and installed Xen libraries differ: scripts/install-xen-deps, then rebuild".into(),
+                        format!("library and installed Xen libraries differ: {REBUILD}"),
                     ));
                 } else {
                     out.push(Verdict::Fail(
                         "the helper does not pick up the patched library".into(),
-                        format!("check {} holds {LIB_SONAME}", lib_dir.display()),
+                        format!("check {} holds {soname}", lib_dir.display()),
                     ));
                 }
             }
@@ -217,10 +264,11 @@ fn check_runtime_dir() -> Verdict {
 
 /// Prints every check; exit code 1 if any failed.
 pub fn run(args: &DoctorArgs) -> Result<i32> {
-    let mut verdicts = vec![check_dom0(), check_helper(&args.helper)];
+    let helper = args.helper.clone().unwrap_or_else(run::default_helper);
+    let mut verdicts = vec![check_dom0(), check_helper(&helper)];
     let mut helper_trusted = false;
-    if args.helper.exists() {
-        let checked = run::check_helper(&args.helper);
+    if helper.exists() {
+        let checked = run::check_helper(&helper);
         helper_trusted = checked.is_ok();
         verdicts.push(check_trusted("save helper", checked));
     }
@@ -230,7 +278,7 @@ pub fn run(args: &DoctorArgs) -> Result<i32> {
             let checked = run::check_lib_dir(&dir);
             let trusted = helper_trusted && checked.is_ok();
             verdicts.push(check_trusted("library directory", checked));
-            verdicts.extend(check_library(&dir, &args.helper, trusted));
+            verdicts.extend(check_library(&dir, &helper, trusted));
         }
         Err(e) => verdicts.push(Verdict::Fail(
             format!("{e:#}"),

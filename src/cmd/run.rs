@@ -30,11 +30,18 @@ use crate::metrics::MetricsArgs;
 use crate::policy::PolicyArgs;
 use crate::runtime_dir;
 use crate::trust::{self, Leaf};
+use crate::xen_install;
 
-/// Debian 12's save helper.
-pub const DEFAULT_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
-/// The SONAME file the patched build leaves in its lib directory.
-pub const LIB_SONAME: &str = "libxenguest.so.4.17";
+/// Debian's save helper for the installed Xen (4.17 when none is).
+pub fn default_helper() -> PathBuf {
+    xen_install::helper_path(xen_install::major_minor())
+}
+
+/// The SONAME file the patched build leaves in its lib directory, for the
+/// installed Xen: libxenguest.so.4.17 (Debian 12), .4.20 (Debian 13).
+pub fn lib_soname() -> String {
+    xen_install::lib_soname(xen_install::major_minor())
+}
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval."
@@ -53,15 +60,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: PathBuf,
 
-    /// Directory holding the patched libxenguest.so.4.17 (default: the
-    /// target/xen-4.17/lib next to this binary's target directory, else
-    /// the package's /usr/lib/remus-ckpt/xen-4.17).
+    /// Directory holding the patched libxenguest.so.<major.minor> of the
+    /// installed Xen (default: target/xen-<major.minor>/lib next to this
+    /// binary's target directory, else the package's
+    /// /usr/lib/remus-ckpt/xen-<major.minor>).
     #[arg(long, value_name = "DIR")]
     pub lib_dir: Option<PathBuf>,
 
-    /// The save helper to wrap.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_HELPER)]
-    pub helper: PathBuf,
+    /// The save helper to wrap (default: the installed Xen's,
+    /// /usr/lib/xen-<major.minor>/bin/libxl-save-helper).
+    #[arg(long, value_name = "PATH")]
+    pub helper: Option<PathBuf>,
 
     /// No live status line.
     #[arg(long, short)]
@@ -73,30 +82,41 @@ pub struct RunArgs {
 }
 
 /// Where the Debian package (scripts/build-deb) installs the patched
-/// library: beside Debian's own, diverting nothing.
-pub const PACKAGED_LIB_DIR: &str = "/usr/lib/remus-ckpt/xen-4.17";
+/// library for the installed Xen: beside Debian's own, diverting nothing.
+pub fn packaged_lib_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "/usr/lib/remus-ckpt/xen-{}",
+        xen_install::major_minor()
+    ))
+}
 
 /// The lib directory next to this binary: target/{debug,release}/remus-ckpt
-/// -> target/xen-4.17/lib.
+/// -> target/xen-<major.minor>/lib, for the installed Xen.
 pub fn default_lib_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.join("xen-4.17").join("lib"))
+    Some(
+        exe.parent()?
+            .parent()?
+            .join(format!("xen-{}", xen_install::major_minor()))
+            .join("lib"),
+    )
 }
 
 /// `--lib-dir`, or else the first of [`default_lib_dir`] and
-/// [`PACKAGED_LIB_DIR`] that holds the library.
+/// [`packaged_lib_dir`] that holds the library.
 pub fn lib_dir(arg: Option<&Path>) -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = match arg {
         Some(d) => vec![d.to_path_buf()],
         None => default_lib_dir()
             .into_iter()
-            .chain(std::iter::once(PathBuf::from(PACKAGED_LIB_DIR)))
+            .chain(std::iter::once(packaged_lib_dir()))
             .collect(),
     };
-    let Some(dir) = candidates.iter().find(|d| d.join(LIB_SONAME).exists()) else {
+    let soname = lib_soname();
+    let Some(dir) = candidates.iter().find(|d| d.join(&soname).exists()) else {
         let searched: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
         bail!(
-            "no {LIB_SONAME} in {}: install the remus-ckpt package, build the patched \
+            "no {soname} in {}: install the remus-ckpt package, build the patched \
              library (REMUS_CKPT_XEN_SRC=$(scripts/xen-source) cargo build --release), \
              or pass --lib-dir",
             searched.join(" nor in ")
@@ -132,7 +152,7 @@ pub fn check_executed(lib_dir: &Path, helper: &Path) -> Result<Executed> {
 pub fn check_lib_dir(lib_dir: &Path) -> Result<PathBuf> {
     let lib_dir = trust::check(lib_dir, Leaf::Private)
         .with_context(|| format!("refusing the library directory ({EXECUTED})"))?;
-    trust::check(&lib_dir.join(LIB_SONAME), Leaf::Private)
+    trust::check(&lib_dir.join(lib_soname()), Leaf::Private)
         .with_context(|| format!("refusing the patched library ({EXECUTED})"))?;
     let entries = std::fs::read_dir(&lib_dir)
         .with_context(|| format!("cannot list {}", lib_dir.display()))?;
@@ -298,13 +318,15 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     args.policy.validate()?;
     let xl = parse_xl(&args.command)?;
     let lib_dir = lib_dir(args.lib_dir.as_deref())?;
-    if !args.helper.exists() {
+    let helper = args.helper.clone().unwrap_or_else(default_helper);
+    if !helper.exists() {
         bail!(
-            "save helper {} not found: is xen-utils-4.17 installed? (or pass --helper)",
-            args.helper.display()
+            "save helper {} not found: is xen-utils-{} installed? (or pass --helper)",
+            helper.display(),
+            xen_install::major_minor()
         );
     }
-    let executed = check_executed(&lib_dir, &args.helper)?;
+    let executed = check_executed(&lib_dir, &helper)?;
     let policy = args.policy.build()?;
     let adaptive = policy.is_adaptive();
     // Before xl starts: a port in use stops here, not with Remus running.
