@@ -571,15 +571,7 @@ pub fn expected(stage: &str) -> Option<Vec<String>> {
             );
             v.extend(rec("fixed.", Pacing::Unpaced, true));
             v.extend(rec("budget.", Pacing::Budget, false));
-            add(
-                &mut v,
-                &[
-                    "budget.phases",
-                    "budget.lmax",
-                    "budget.trigger",
-                    "budget.probed",
-                ],
-            );
+            add(&mut v, &["budget.lmax", "budget.trigger", "budget.probed"]);
         }
         _ => return None,
     }
@@ -684,7 +676,6 @@ pub fn checks<'a>(
                 set.env.get("D_FIXED_POLICY_ARGS"),
             );
             recs(&mut v, budget, "budget.", Pacing::Budget, None);
-            v.push(Check::new("budget.phases", move || phases_rate(budget)));
             v.push(Check::new("budget.lmax", move || {
                 budget_lmax(budget, set.lmax_bytes)
             }));
