@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use remus_ckpt::policy::{Observation, PolicyArgs};
+use remus_ckpt::record::Trigger;
 use remus_ckpt::row::Row;
 
 use crate::verdict::{outcome, Outcome};
@@ -221,15 +222,11 @@ fn replay(rows: &[Row], args: &str) -> Result<Outcome> {
     let parsed = Words::try_parse_from(words)
         .with_context(|| format!("cannot read the run's policy arguments '{args}'"))?;
     let mut policy = parsed.policy.build()?;
-    let mut wanted = policy.initial_interval_ms();
+    let mut wanted = policy.initial().interval_ms;
     let mut wrong = Vec::new();
     for row in rows {
         if row.gap == 0 {
-            wanted = policy.next_interval_ms(&Observation {
-                size_bytes: row.size_bytes,
-                period_ms: row.period_ms,
-                live: row.live != 0,
-            });
+            wanted = policy.decide(&observation(row)).interval_ms;
         }
         if row.next_interval_ms != u64::from(wanted) {
             wrong.push(format!(
@@ -252,6 +249,26 @@ fn replay(rows: &[Row], args: &str) -> Result<Outcome> {
             wrong.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         ),
     ))
+}
+
+/// What the pipeline fed the policy for this row (the page size from
+/// memory_bytes / dirty_pages; 4096 when no page was dirty).
+fn observation(row: &Row) -> Observation {
+    Observation {
+        size_bytes: row.size_bytes,
+        period_ms: row.period_ms,
+        live: row.live != 0,
+        page_size: row
+            .memory_bytes
+            .checked_div(row.dirty_pages)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(4096),
+        dirty_pages: row.dirty_pages,
+        bytes_sent: row.bytes_sent,
+        disk_bytes: row.disk_bytes,
+        trigger: Trigger::parse(&row.trigger),
+        dirty_at_trigger: row.dirty_at_trigger,
+    }
 }
 
 /// Share of checkpoints (live round left out) at most `lmax_bytes`.

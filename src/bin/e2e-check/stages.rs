@@ -17,7 +17,7 @@ use crate::work::{self, WorkRates};
 /// Every stage the scenario knows, in the order it runs them.
 pub const KNOWN_STAGES: [&str; 4] = ["a", "b", "c", "d"];
 
-/// Stage D's sub-runs, in the order they ran.
+/// Stage D's sub-runs (the scenario runs them in the order D_ORDER).
 pub const D_RUNS: [&str; 4] = ["stock", "unconfigured", "fixed", "budget"];
 
 /// The scenario's settings (out/scenario.env), as the run used them.
@@ -750,8 +750,6 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
         if let Ok(s) = run.status() {
             for key in [
                 "backup_running",
-                "budget_mechanism",
-                "budget_pages_commanded",
             ] {
                 if let Some(v) = s.get(key) {
                     r.set(key, v);
@@ -770,6 +768,9 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
             runs.set(&run.name, r);
         }
         o.set("runs", runs);
+        if let Some(order) = set.env.get("D_ORDER") {
+            o.set("order", order);
+        }
         o.set("overhead", work::overhead_json(windows));
     } else {
         let r = run_facts(&ctx.runs[0]);
