@@ -55,7 +55,7 @@ impl Trigger {
         }
     }
 
-    fn parse(value: &str) -> Trigger {
+    pub fn parse(value: &str) -> Trigger {
         match value {
             "none" => Trigger::None,
             "interval" => Trigger::Interval,

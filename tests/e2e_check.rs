@@ -1,0 +1,218 @@
+//! The e2e verdict (src/bin/e2e-check) on a recorded real run: the one in
+//! tests/fixtures/e2e-run.tar.gz, trimmed from a `scripts/e2e-xen` run on
+//! this machine by `scripts/e2e-xen.d/make-fixture` (see
+//! docs/real-xen.md). It must pass as recorded, and fail when one check
+//! is broken, when a stage left no data and when a stage is unknown.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FIXTURE: &str = "tests/fixtures/e2e-run.tar.gz";
+
+/// Unpacks the fixture into a fresh directory; returns (guard, run dir).
+fn unpack() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar -xzf {} failed", fixture.display());
+    let run = tmp.path().join("run");
+    assert!(run.join("out").is_dir(), "the fixture has no run/out");
+    (tmp, run)
+}
+
+struct Verdict {
+    code: i32,
+    stdout: String,
+}
+
+fn check(run: &Path, broken: Option<&str>) -> Verdict {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2e-check"));
+    cmd.arg(run).env_remove("E2E_CHECK_BREAK");
+    if let Some(b) = broken {
+        cmd.env("E2E_CHECK_BREAK", b);
+    }
+    let out = cmd.output().expect("run e2e-check");
+    Verdict {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or("")
+}
+
+fn set_stages(run: &Path, stages: &str) {
+    let p = run.join("out/scenario.env");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("STAGES=") {
+                format!("STAGES=\"{stages}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&p, text).unwrap();
+}
+
+#[test]
+fn the_recorded_run_passes_with_every_check_once() {
+    let (_tmp, run) = unpack();
+    let v = check(&run, None);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert!(
+        last_line(&v.stdout).starts_with("checks: all "),
+        "{}",
+        v.stdout
+    );
+    assert!(!v.stdout.contains("FAIL"), "{}", v.stdout);
+    // Every stage of the run reported; each check name appears once.
+    let oks: Vec<&str> = v.stdout.lines().filter(|l| l.starts_with("ok: ")).collect();
+    for stage in ["run", "a", "c", "d"] {
+        assert!(
+            oks.iter().any(|l| l.starts_with(&format!("ok: {stage}: "))),
+            "no check of stage {stage}:\n{}",
+            v.stdout
+        );
+    }
+    let mut names: Vec<String> = oks
+        .iter()
+        .map(|l| l.splitn(4, ": ").take(3).collect::<Vec<_>>().join(": "))
+        .collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "a check reported twice");
+    let json = std::fs::read_to_string(run.join("summary.json")).expect("summary.json written");
+    assert!(json.contains("\"verdict\": \"PASS\""), "{json}");
+    for key in [
+        "\"overhead\"",
+        "\"share_within_lmax\"",
+        "\"stage_secs\"",
+        "\"backup_running\"",
+    ] {
+        assert!(json.contains(key), "summary.json lacks {key}: {json}");
+    }
+}
+
+#[test]
+fn a_check_that_errors_panics_or_never_runs_fails_the_run() {
+    let (_tmp, run) = unpack();
+    for (how, words) in [
+        ("error", "error: injected"),
+        ("panic", "panicked: injected"),
+        ("skip", "never ran"),
+    ] {
+        let v = check(&run, Some(&format!("a:records.seq:{how}")));
+        assert_eq!(v.code, 1, "{how}: {}", v.stdout);
+        assert!(
+            v.stdout.contains(&format!("FAIL: a: records.seq: {words}")),
+            "{how}: {}",
+            v.stdout
+        );
+        assert!(
+            last_line(&v.stdout).starts_with("checks: 1 of "),
+            "{how}: {}",
+            v.stdout
+        );
+    }
+    // Stage D's checks are as binding as A's.
+    let v = check(&run, Some("d:budget.lmax"));
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: d: budget.lmax: error: injected"),
+        "{}",
+        v.stdout
+    );
+}
+
+#[test]
+fn a_stage_without_data_fails() {
+    let (_tmp, run) = unpack();
+    std::fs::remove_dir_all(run.join("out/c")).unwrap();
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(v.stdout.contains("FAIL: c: stage: error: "), "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: c: records.seq: error: "),
+        "{}",
+        v.stdout
+    );
+    assert!(!v.stdout.contains("FAIL: a: "), "{}", v.stdout);
+
+    // A stage asked for whose directory was never written (B here).
+    let (_tmp1, run) = unpack();
+    set_stages(&run, "a b c d");
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: b: helper: error: "),
+        "{}",
+        v.stdout
+    );
+
+    let (_tmp2, run) = unpack();
+    std::fs::remove_dir_all(run.join("out/d/budget")).unwrap();
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: d: budget.records.seq: error: "),
+        "{}",
+        v.stdout
+    );
+    assert!(v.stdout.contains("FAIL: d: overhead: "), "{}", v.stdout);
+}
+
+#[test]
+fn an_unknown_or_missing_stage_fails() {
+    let (_tmp, run) = unpack();
+    set_stages(&run, "a b c d x");
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: x: stage: error: no such stage"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout.contains("FAIL: run: stages: unknown stage"),
+        "{}",
+        v.stdout
+    );
+
+    set_stages(&run, "");
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout
+            .contains("FAIL: run: stages: E2E_STAGES names no stage"),
+        "{}",
+        v.stdout
+    );
+}
+
+#[test]
+fn a_wrong_xen_version_fails() {
+    let (_tmp, run) = unpack();
+    let p = run.join("out/xen-packages.txt");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    let (pkg, _) = first.split_once('=').unwrap();
+    std::fs::write(&p, text.replacen(&first, &format!("{pkg}=4.17.7-1"), 1)).unwrap();
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("FAIL: run: xen.packages: "),
+        "{}",
+        v.stdout
+    );
+}
