@@ -9,7 +9,8 @@ use remus_ckpt::cmd::plot::PlotArgs;
 use remus_ckpt::cmd::report::{report_text, ReportArgs};
 use remus_ckpt::plot::{self, Panel, PlotOptions};
 use remus_ckpt::report::rows::IntervalSource;
-use remus_ckpt::report::{self, read_csv, render, summarize, Format};
+use remus_ckpt::report::{self, render, summarize, Format};
+use remus_ckpt::row::read_csv;
 
 const MIB: u64 = 1024 * 1024;
 const LMIN: u64 = 4 * MIB;
@@ -416,7 +417,7 @@ fn a_run_without_checkpoints_is_drawn_empty_and_so_is_an_all_empty_figure() {
 /// The CSV `watch` leaves when no record came: the header alone.
 fn header_only_csv(dir: &Path) -> PathBuf {
     let path = dir.join("empty.csv");
-    remus_ckpt::sink::csv::CsvSink::create(&path)
+    remus_ckpt::row::CsvWriter::create(&path)
         .unwrap()
         .finish()
         .unwrap();

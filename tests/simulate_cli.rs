@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 use remus_ckpt::row::Row;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::plot::{default_height_px, plot, ImageFormat, Panel, PlotOptions, DEFAULT_WIDTH_PX};
-use crate::report::rows::{read_csv, run_labels};
+use crate::report::rows::run_labels;
+use crate::row::read_csv;
 use crate::units::Bytes;
 
 /// Command-line arguments of `remus-ckpt plot`.

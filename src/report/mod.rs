@@ -1,7 +1,7 @@
 //! One summary row per run, so interval policies can be compared on the
 //! same workload at a glance (the command is in `cmd::report`).
 //!
-//! - [`rows`]: reading CSVs and the live-round rule (shared with `plot`);
+//! - [`rows`]: which rows count and what each means (shared with `plot`);
 //! - [`summary`]: the numbers, in one pass over the rows;
 //! - [`sketch`]: percentiles of a stream in bounded memory;
 //! - [`render`]: the numbers as table, Markdown or CSV text.
@@ -12,5 +12,4 @@ pub mod sketch;
 pub mod summary;
 
 pub use render::{render, Format};
-pub use rows::read_csv;
 pub use summary::{summarize, summarize_csv, summarize_with, RunSummary};
