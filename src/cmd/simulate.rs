@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::disk::{DiskArgs, OpenOptions, DiskMeter, SimulatedDiskHandle};
+use crate::disk::{DiskArgs, DiskBackends, DiskMeter, SimulatedDiskHandle};
 use crate::fifo;
 use crate::metrics::MetricsArgs;
 use crate::pipeline::{self, Controller};
@@ -193,9 +193,9 @@ fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHan
         return Ok(None);
     }
     let handle = SimulatedDiskHandle::new();
-    let options = OpenOptions {
+    let options = DiskBackends {
         simulated: Some(handle.clone()),
-        ..OpenOptions::default()
+        ..DiskBackends::default()
     };
     Ok(Some((DiskMeter::open(&args.disk.disk, &options)?, handle)))
 }
