@@ -187,6 +187,22 @@ impl Ckpt {
         }))
     }
 
+    /// Takes ownership of a handle opened by the C library itself, e.g. by
+    /// `remus_ckpt_open`, which reads the environment and which this
+    /// wrapper therefore does not call. `None` for NULL (unconfigured).
+    ///
+    /// # Safety
+    ///
+    /// `raw` is NULL or a handle from a `remus_ckpt_open*` call that
+    /// nothing else uses or closes afterwards.
+    pub unsafe fn from_raw(raw: *mut remus_ckpt) -> Option<Ckpt> {
+        NonNull::new(raw).map(|raw| Ckpt {
+            raw,
+            probe: None,
+            clock: None,
+        })
+    }
+
     /// Lets the gate probe the dirty count (`remus_ckpt_set_probe`). The
     /// gate calls it only while a budget is commanded.
     pub fn set_probe(&mut self, probe: Box<dyn Probe>) {
