@@ -29,7 +29,7 @@ use remus_ckpt::ffi;
 use remus_ckpt::fifo;
 use remus_ckpt::pipeline::{self, Controller};
 use remus_ckpt::policy::{PolicyArgs, PolicyKind};
-use remus_ckpt::sink::csv::CsvSink;
+use remus_ckpt::row::CsvWriter;
 use remus_ckpt::size::SizeMetric;
 use remus_ckpt::source::stats_fifo::{self, LineParser, OnEof};
 
@@ -160,7 +160,7 @@ fn check_count(got: u64, want: u64) -> Result<()> {
 fn consume(bytes: &[u8], csv: Option<&Path>) -> Result<u64> {
     let mut parser = LineParser::default();
     let mut controller = controller(PolicyKind::Threshold)?;
-    let mut sink = csv.map(CsvSink::create).transpose()?;
+    let mut sink = csv.map(CsvWriter::create).transpose()?;
     let mut rows = 0u64;
     for chunk in bytes.chunks(CHUNK_BYTES) {
         for parsed in parser.feed(chunk) {

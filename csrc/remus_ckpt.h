@@ -29,6 +29,18 @@
  *
  * No function blocks, except remus_ckpt_gate() while it paces on purpose,
  * and none fails: problems are counted and reported in the records.
+ *
+ * Threads: a ckpt has no lock, so calls on one ckpt must not overlap: use
+ * it from one thread at a time.  It is not tied to a thread: it keeps no
+ * thread-local state and leaves the signal mask as it found it (SIGPIPE
+ * is blocked only inside a write, in the calling thread), so it may move
+ * to another thread between calls, with the caller ordering the hand-over
+ * (a mutex, a channel, a join).  The probe, clock and sleep callbacks run
+ * in the thread that called into the library, during that call.  The
+ * library has no mutable global state: different ckpts may be used from
+ * different threads at the same time, and remus_ckpt_format() and the
+ * remus_ckpt_parse_control*() functions are pure.  libxl-save-helper
+ * uses one ckpt from its one thread.
  */
 #ifndef REMUS_CKPT_H
 #define REMUS_CKPT_H

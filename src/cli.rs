@@ -2,8 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{doctor, dump, generate, run, simulate, watch};
-use crate::{plot, report};
+use crate::cmd::{doctor, dump, generate, plot, report, run, simulate, watch};
 
 /// See and steer what every Xen Remus/COLO checkpoint costs.
 ///
@@ -49,8 +48,8 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Dump(args) => dump::run(args).map(|()| 0),
-        Command::Report(args) => report::run_report(args).map(|()| 0),
-        Command::Plot(args) => plot::run_plot(args).map(|()| 0),
+        Command::Report(args) => report::run(args).map(|()| 0),
+        Command::Plot(args) => plot::run(args).map(|()| 0),
         Command::GenerateAssets(args) => generate::run(args).map(|()| 0),
     };
     match result {

@@ -24,6 +24,17 @@ pub enum CkptStream {
     Colo,
 }
 
+/// Why the save ends at a checkpoint (mirrors `enum remus_ckpt_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// COLO: the secondary is gone.
+    Failover,
+    /// Remus: libxl ended the save.
+    Abort,
+    /// The callback after postcopy failed.
+    Error,
+}
+
 /// Points in a checkpoint that the save side stamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -57,7 +68,9 @@ pub trait Clock: Send {
 }
 
 /// Owner of one `struct remus_ckpt`: the C library as the save loop uses
-/// it, for the simulator. Dropping it calls `remus_ckpt_close`.
+/// it, for the simulator and the tests. Dropping it calls
+/// `remus_ckpt_close`. `Send` (it may move between threads) but not
+/// `Sync` (calls must not overlap), as csrc/remus_ckpt.h says.
 #[derive(Debug)]
 pub struct Ckpt {
     raw: NonNull<remus_ckpt>,
@@ -105,9 +118,13 @@ unsafe extern "C" fn sleep_trampoline(arg: *mut libc::c_void, deadline_ns: u64) 
     }
 }
 
-// SAFETY: the C state is only reached through &mut self (or &self for a
-// read-only copy), so it is used by one thread at a time, which is all the
-// C library asks for; it holds no thread-affine resources.
+// SAFETY: csrc/remus_ckpt.h ("Threads:") lets a handle move to another
+// thread between calls, as long as calls do not overlap: it keeps no
+// thread-local state and restores the signal mask before returning. Every
+// call here goes through &mut self, except last() through &self, and Ckpt
+// is not Sync, so no two calls on one handle overlap; moving a Ckpt hands
+// it over with the ordering the header asks for. The probe and clock run
+// in the calling thread, hence their `Send` bounds.
 unsafe impl Send for Ckpt {}
 
 impl Ckpt {
@@ -168,6 +185,22 @@ impl Ckpt {
             probe: None,
             clock: None,
         }))
+    }
+
+    /// Takes ownership of a handle opened by the C library itself, e.g. by
+    /// `remus_ckpt_open`, which reads the environment and which this
+    /// wrapper therefore does not call. `None` for NULL (unconfigured).
+    ///
+    /// # Safety
+    ///
+    /// `raw` is NULL or a handle from a `remus_ckpt_open*` call that
+    /// nothing else uses or closes afterwards.
+    pub unsafe fn from_raw(raw: *mut remus_ckpt) -> Option<Ckpt> {
+        NonNull::new(raw).map(|raw| Ckpt {
+            raw,
+            probe: None,
+            clock: None,
+        })
     }
 
     /// Lets the gate probe the dirty count (`remus_ckpt_set_probe`). The
@@ -237,10 +270,35 @@ impl Ckpt {
         unsafe { remus_ckpt_wrote(self.raw.as_ptr(), bytes, pages) }
     }
 
+    /// Counts bytes before compression (legacy save with compression).
+    pub fn wrote_raw(&mut self, bytes: u64) {
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_wrote_raw(self.raw.as_ptr(), bytes) }
+    }
+
     /// Ends the checkpoint: one record, written without blocking.
     pub fn emit(&mut self) {
         // SAFETY: as in gate().
         unsafe { remus_ckpt_emit(self.raw.as_ptr()) }
+    }
+
+    /// Ends the save at this checkpoint: its record, with `end=<reason>`.
+    pub fn end(&mut self, reason: End) {
+        let reason = match reason {
+            End::Failover => remus_ckpt_end_REMUS_CKPT_END_FAILOVER,
+            End::Abort => remus_ckpt_end_REMUS_CKPT_END_ABORT,
+            End::Error => remus_ckpt_end_REMUS_CKPT_END_ERROR,
+        };
+        // SAFETY: as in gate().
+        unsafe { remus_ckpt_end(self.raw.as_ptr(), reason) }
+    }
+
+    /// The C handle, for calls this wrapper does not make (tests that
+    /// pass values out of range). Valid until this `Ckpt` drops; a call
+    /// through it must not overlap another call on this handle
+    /// (csrc/remus_ckpt.h, "Threads:").
+    pub fn as_ptr(&self) -> *mut remus_ckpt {
+        self.raw.as_ptr()
     }
 
     /// The last record emitted (whether or not it could be written).

@@ -55,9 +55,9 @@ use crate::disk::{DiskDelta, DiskMeter};
 use crate::metrics::MetricsHandle;
 use crate::policy::{Decision, Observation, Policy};
 use crate::record::Record;
+use crate::row::CsvWriter;
 use crate::row::Row;
 use crate::sink::control::{Command, ControlWriter, Delivery};
-use crate::sink::csv::CsvSink;
 use crate::sink::status::StatusLine;
 use crate::sink::warn::RateLimit;
 use crate::size::{CheckpointSize, SizeMetric};
@@ -319,7 +319,7 @@ pub fn run(cfg: Config, records: Receiver<Record>) -> Result<Outcome> {
 
     let csv_path = cfg.csv.clone();
     let csv = match &csv_path {
-        Some(path) => Some(spawn_csv(CsvSink::create(path)?, csv_rx, notes.clone())?),
+        Some(path) => Some(spawn_csv(CsvWriter::create(path)?, csv_rx, notes.clone())?),
         None => None,
     };
     let status = spawn_status(cfg.quiet, status_rx)?;
@@ -586,7 +586,11 @@ fn spawn_control(
 /// Writes rows to the CSV. The first error is reported when it happens,
 /// and writing stops (rows still coming are taken and counted, so the
 /// controller never finds the queue full because of a dead file).
-fn spawn_csv(mut sink: CsvSink, rx: Receiver<Row>, notes: Notes) -> Result<JoinHandle<CsvReport>> {
+fn spawn_csv(
+    mut sink: CsvWriter,
+    rx: Receiver<Row>,
+    notes: Notes,
+) -> Result<JoinHandle<CsvReport>> {
     std::thread::Builder::new()
         .name("csv".into())
         .spawn(move || {
@@ -1017,7 +1021,7 @@ mod tests {
             }
         }
         let outcome = consumer.join().unwrap().unwrap();
-        let rows = crate::report::rows::read_csv_from(&text[..], "slow.csv").unwrap();
+        let rows = crate::row::read_csv_from(&text[..], "slow.csv").unwrap();
         assert_eq!(
             outcome.checkpoints,
             N - 1,

@@ -358,7 +358,7 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
 
 /// Formats a record the way the C library does: an independent reference
 /// for the parser's round-trip tests (the shipped formatter is the C one,
-/// `ffi::format_record`, checked against this shape in tests/c_library.rs).
+/// `ffi::format_record`, checked against this shape in tests/c_records.rs).
 #[cfg(test)]
 fn format_line(rec: &Record) -> String {
     let mut line = format!(

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use proptest::prelude::*;
 use remus_ckpt::disk::{
-    open_with, parse_events2, parse_proc_drbd, DiskArgs, DiskDelta, DiskMeter, DiskSample,
-    DiskSource, DiskSpec, Events2Config, OpenOptions, ProcFlavor, ProcPaths, SimulatedDiskHandle,
+    open_with, parse_events2, parse_proc_drbd, DiskArgs, DiskBackends, DiskDelta, DiskMeter,
+    DiskSample, DiskSource, DiskSpec, Events2Config, ProcFlavor, ProcPaths, SimulatedDiskHandle,
 };
 
 fn fixture(name: &str) -> String {
@@ -337,13 +337,13 @@ impl FakeProc {
         fs::write(&tmp, text).unwrap();
         fs::rename(&tmp, self.dir.path().join("drbd")).unwrap();
     }
-    fn options(&self) -> OpenOptions {
-        OpenOptions {
+    fn options(&self) -> DiskBackends {
+        DiskBackends {
             proc_paths: ProcPaths {
                 proc_drbd: self.dir.path().join("drbd"),
                 by_res_dir: self.dir.path().join("by-res"),
             },
-            ..OpenOptions::default()
+            ..DiskBackends::default()
         }
     }
 }
@@ -438,7 +438,7 @@ fn proc_source_remus_drbd_counters_pass_through() {
     );
 }
 
-fn open_err(spec: &str, options: &OpenOptions) -> String {
+fn open_err(spec: &str, options: &DiskBackends) -> String {
     match open_with(&spec.parse().unwrap(), options) {
         Ok(source) => panic!("{spec} opened as {}", source.name()),
         Err(e) => format!("{e:#}"),
@@ -531,9 +531,9 @@ fn proc_source_that_loses_its_minor_is_dropped_by_the_meter() {
 #[test]
 fn simulated_disk_through_open_and_meter() {
     let handle = SimulatedDiskHandle::new();
-    let opts = OpenOptions {
+    let opts = DiskBackends {
         simulated: Some(handle.clone()),
-        ..OpenOptions::default()
+        ..DiskBackends::default()
     };
     let mut meter = DiskMeter::open(&["drbd:sim".parse().unwrap()], &opts).unwrap();
     handle.add_written_bytes(8192);
@@ -716,10 +716,10 @@ done
         FakeDrbdsetup { dir }
     }
 
-    fn options(&self) -> OpenOptions {
+    fn options(&self) -> DiskBackends {
         let proc = self.dir.path().join("proc-drbd");
         fs::write(&proc, fixture("drbd9_proc.txt")).unwrap();
-        OpenOptions {
+        DiskBackends {
             proc_paths: ProcPaths {
                 proc_drbd: proc,
                 by_res_dir: self.dir.path().join("by-res"),

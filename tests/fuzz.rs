@@ -199,26 +199,25 @@ fn csv_inputs_mostly_parse() {
     let read = (0..1000)
         .filter(|seed| {
             let input = targets::input_for(target, *seed);
-            remus_ckpt::report::rows::read_csv_from(&input[..], "x.csv")
-                .is_ok_and(|rows| !rows.is_empty())
+            remus_ckpt::row::read_csv_from(&input[..], "x.csv").is_ok_and(|rows| !rows.is_empty())
         })
         .count();
     assert!((300..1000).contains(&read), "{read} of 1000 read with rows");
 }
 
 /// The CSV model's header is the one the CSV sink writes (the sink's
-/// columns are serde's names for Row, so this follows src/row.rs).
+/// columns are serde's names for Row, so this follows src/row/mod.rs).
 #[test]
 fn csv_model_knows_the_sink_header() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.csv");
-    let sink = remus_ckpt::sink::csv::CsvSink::create(&path).unwrap();
+    let sink = remus_ckpt::row::CsvWriter::create(&path).unwrap();
     sink.finish().unwrap();
     let written = std::fs::read_to_string(&path).unwrap();
     assert_eq!(written, targets::csv_header(targets::CSV_COLUMNS.len()));
     // A run without rows (found by csv_round_trip on the empty input)
     // reads back as a run without rows.
-    assert_eq!(remus_ckpt::report::read_csv(&path).unwrap(), vec![]);
+    assert_eq!(remus_ckpt::row::read_csv(&path).unwrap(), vec![]);
 }
 
 /// The generators reach what the new fields need: C records with and

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 use remus_ckpt::row::Row;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");

@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use remus_ckpt::plot::{self, Panel, PlotArgs, PlotOptions};
+use remus_ckpt::cmd::plot::PlotArgs;
+use remus_ckpt::cmd::report::{report_text, ReportArgs};
+use remus_ckpt::plot::{self, Panel, PlotOptions};
 use remus_ckpt::report::rows::IntervalSource;
-use remus_ckpt::report::{self, read_csv, render, summarize, Format, ReportArgs};
+use remus_ckpt::report::{self, render, summarize, Format};
+use remus_ckpt::row::read_csv;
 
 const MIB: u64 = 1024 * 1024;
 const LMIN: u64 = 4 * MIB;
@@ -144,7 +147,7 @@ fn report_args_from_the_command_line() {
         .chain([fixture().to_str().unwrap()]),
     )
     .unwrap();
-    let text = report::report_text(&cli.args).unwrap();
+    let text = report_text(&cli.args).unwrap();
     let row = text.lines().nth(1).unwrap();
     assert!(row.starts_with("fixed,10,"), "{text}");
     // Band [2, 8] MiB: 3 4 5 8 are inside = 40 %; <= 8 MiB: 5 of 10 = 50 %.
@@ -161,9 +164,9 @@ fn report_args_from_the_command_line() {
     );
     let bad_label =
         ReportCli::try_parse_from(["report", "--label", "a", "--label", "b", "x.csv"]).unwrap();
-    assert!(report::report_text(&bad_label.args).is_err());
+    assert!(report_text(&bad_label.args).is_err());
     let missing = ReportCli::try_parse_from(["report", "/nonexistent/run.csv"]).unwrap();
-    let err = format!("{:#}", report::report_text(&missing.args).unwrap_err());
+    let err = format!("{:#}", report_text(&missing.args).unwrap_err());
     assert!(err.contains("/nonexistent/run.csv"), "{err}");
 }
 
@@ -248,7 +251,7 @@ fn chosen_panels_only() {
     ])
     .unwrap();
     assert_eq!(cli.args.panels, vec![Panel::Size, Panel::Interval]);
-    plot::run_plot(&cli.args).unwrap();
+    remus_ckpt::cmd::plot::run(&cli.args).unwrap();
     let texts = svg_texts(&out);
     assert!(texts.iter().any(|t| t == "checkpoint size (MiB)"));
     assert!(texts.iter().any(|t| t == "interval (ms)"));
@@ -414,7 +417,7 @@ fn a_run_without_checkpoints_is_drawn_empty_and_so_is_an_all_empty_figure() {
 /// The CSV `watch` leaves when no record came: the header alone.
 fn header_only_csv(dir: &Path) -> PathBuf {
     let path = dir.join("empty.csv");
-    remus_ckpt::sink::csv::CsvSink::create(&path)
+    remus_ckpt::row::CsvWriter::create(&path)
         .unwrap()
         .finish()
         .unwrap();
@@ -428,18 +431,18 @@ fn report_and_plot_accept_the_csv_of_a_run_where_nothing_came() {
     let empty = header_only_csv(dir.path());
     let cli =
         ReportCli::try_parse_from(["report", "--format", "csv", empty.to_str().unwrap()]).unwrap();
-    let text = report::report_text(&cli.args).unwrap();
+    let text = report_text(&cli.args).unwrap();
     let row = text.lines().nth(1).unwrap();
     assert!(row.starts_with("empty,0,"), "{text}");
     let table = ReportCli::try_parse_from(["report", empty.to_str().unwrap()]).unwrap();
-    assert!(report::report_text(&table.args).unwrap().contains("empty"));
+    assert!(report_text(&table.args).unwrap().contains("empty"));
 
     for name in ["empty.png", "empty.svg"] {
         let out = dir.path().join(name);
         let cli =
             PlotCli::try_parse_from(["plot", "-o", out.to_str().unwrap(), empty.to_str().unwrap()])
                 .unwrap();
-        plot::run_plot(&cli.args).unwrap();
+        remus_ckpt::cmd::plot::run(&cli.args).unwrap();
         if name.ends_with(".png") {
             assert_eq!(png_size(&out), (1200, plot::default_height_px(4)));
         } else {
@@ -477,7 +480,7 @@ fn report_names_line_and_column_of_a_nan() {
     lines[3] = cells.join(",");
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
     let cli = ReportCli::try_parse_from(["report", bad.to_str().unwrap()]).unwrap();
-    let err = format!("{:#}", report::report_text(&cli.args).unwrap_err());
+    let err = format!("{:#}", report_text(&cli.args).unwrap_err());
     assert!(
         err.contains("bad.csv: line 4: column pause_ms: NaN"),
         "{err}"
@@ -485,7 +488,7 @@ fn report_names_line_and_column_of_a_nan() {
     let out = dir.path().join("bad.png");
     let cli = PlotCli::try_parse_from(["plot", "-o", out.to_str().unwrap(), bad.to_str().unwrap()])
         .unwrap();
-    assert!(plot::run_plot(&cli.args).is_err());
+    assert!(remus_ckpt::cmd::plot::run(&cli.args).is_err());
     assert!(!out.exists());
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");
 const NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups";

@@ -3,13 +3,14 @@
 //! The real-time test is the whole loop: a simulated save helper calling
 //! the C library, records through a real FIFO, the controller steering
 //! through the real control FIFO, the CSV on disk. It checks what the
-//! issue promises: one row per checkpoint, the interval falling when the
-//! dirty rate rises and rising when it falls, and sizes kept under Lmax.
+//! controller is for (README.md): one row per checkpoint, the interval
+//! falling when the dirty rate rises and rising when it falls, and sizes
+//! kept under Lmax.
 
 use std::path::Path;
 use std::process::Command;
 
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 use remus_ckpt::row::Row;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");

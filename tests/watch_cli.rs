@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use remus_ckpt::ffi::{Ckpt, CkptStream, Mark};
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 
 const BIN: &str = env!("CARGO_BIN_EXE_remus-ckpt");
 

@@ -3,6 +3,8 @@
 pub mod doctor;
 pub mod dump;
 pub mod generate;
+pub mod plot;
+pub mod report;
 pub mod run;
 pub mod simulate;
 pub mod watch;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::disk::{DiskArgs, DiskMeter, OpenOptions, SimulatedDiskHandle};
+use crate::disk::{DiskArgs, DiskBackends, DiskMeter, SimulatedDiskHandle};
 use crate::fifo;
 use crate::metrics::MetricsArgs;
 use crate::pipeline::{self, Controller};
@@ -21,8 +21,8 @@ use crate::plot::{self, Panel, PlotOptions};
 use crate::policy::compare::{self as compare_spec, CompareRun, CompareSpec};
 use crate::policy::{FixedBudget, Policy, PolicyArgs, PolicyKind};
 use crate::report::{self, Format, RunSummary};
+use crate::row::CsvWriter;
 use crate::row::Row;
-use crate::sink::csv::CsvSink;
 use crate::source::sim::domain::{Domain, DomainArgs};
 use crate::source::sim::drive;
 use crate::source::sim::oracle::{self, Oracle};
@@ -193,9 +193,9 @@ fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHan
         return Ok(None);
     }
     let handle = SimulatedDiskHandle::new();
-    let options = OpenOptions {
+    let options = DiskBackends {
         simulated: Some(handle.clone()),
-        ..OpenOptions::default()
+        ..DiskBackends::default()
     };
     Ok(Some((DiskMeter::open(&args.disk.disk, &options)?, handle)))
 }
@@ -206,7 +206,7 @@ fn run_fast(
     mut controller: Controller,
     csv: &Path,
 ) -> Result<()> {
-    let mut sink = CsvSink::create(csv)?;
+    let mut sink = CsvWriter::create(csv)?;
     let mut disk = disk_meter(args)?;
     let per_page = disk_bytes_per_page(args);
     drive::run_virtual(
@@ -298,7 +298,7 @@ fn label_of(path: &Path) -> String {
 /// Reads back each run's CSV (the summary describes what was written).
 fn read_runs(runs: &[(String, PathBuf)]) -> Result<Vec<(String, Vec<Row>)>> {
     runs.iter()
-        .map(|(label, path)| Ok((label.clone(), report::read_csv(path)?)))
+        .map(|(label, path)| Ok((label.clone(), crate::row::read_csv(path)?)))
         .collect()
 }
 
@@ -364,7 +364,7 @@ fn print_budget_summary(label: &str, path: &Path) -> Result<()> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open checkpoint CSV {}", path.display()))?;
     let mut tally = GateTally::default();
-    report::rows::for_each_row(file, &path.display().to_string(), |row| tally.add(&row))?;
+    crate::row::for_each_row(file, &path.display().to_string(), |row| tally.add(&row))?;
     if tally.with_budget {
         // Run time: from the first record's suspend to the last one's.
         let run_ms = tally.last_t_s * 1e3;

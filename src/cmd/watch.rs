@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 
-use crate::disk::{DiskArgs, DiskMeter, OpenOptions};
+use crate::disk::{DiskArgs, DiskBackends, DiskMeter};
 use crate::fifo;
 use crate::metrics::{Exporter, MetricsArgs, MetricsHandle, RunInfo};
 use crate::pipeline::{self, Controller, Outcome};
@@ -114,7 +114,7 @@ pub fn consume(
     let meter = if disk.disk.is_empty() {
         None
     } else {
-        let meter = DiskMeter::open(&disk.disk, &OpenOptions::default())?;
+        let meter = DiskMeter::open(&disk.disk, &DiskBackends::default())?;
         eprintln!(
             "remus-ckpt: disk side from {}",
             meter.source_names().join(", ")

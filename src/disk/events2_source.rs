@@ -48,7 +48,7 @@ impl Default for Events2Config {
 const STDERR_KEEP_BYTES: usize = 4096;
 
 /// A running `drbdsetup` whose stdout lines arrive on a channel.
-struct Child2 {
+struct DrbdsetupChild {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -56,8 +56,8 @@ struct Child2 {
     what: String,
 }
 
-impl Child2 {
-    fn spawn(program: &PathBuf, args: &[&str]) -> Result<Child2> {
+impl DrbdsetupChild {
+    fn spawn(program: &PathBuf, args: &[&str]) -> Result<DrbdsetupChild> {
         let what = format!("`{} {}`", program.display(), args.join(" "));
         let mut child = match Command::new(program)
             .args(args)
@@ -112,7 +112,7 @@ impl Child2 {
             })
             .context("starting the events2 stderr thread")?;
         let stdin = child.stdin.take();
-        Ok(Child2 {
+        Ok(DrbdsetupChild {
             child,
             stdin,
             lines,
@@ -163,7 +163,7 @@ impl Child2 {
     }
 }
 
-impl Drop for Child2 {
+impl Drop for DrbdsetupChild {
     fn drop(&mut self) {
         drop(self.stdin.take());
         // The child may already be gone; both results are irrelevant then.
@@ -175,7 +175,7 @@ impl Drop for Child2 {
 /// One `drbdsetup events2 --now` dump (all resources), for resolving
 /// minors and for naming what exists in error messages.
 fn dump_now(config: &Events2Config) -> Result<Events2State> {
-    let mut child = Child2::spawn(&config.program, &["events2", "--now"])?;
+    let mut child = DrbdsetupChild::spawn(&config.program, &["events2", "--now"])?;
     let mut state = Events2State::default();
     match child.read_initial_dump(&mut state, config.start_timeout) {
         Err(RecvTimeoutError::Disconnected) if state.resources.is_empty() => {
@@ -211,7 +211,7 @@ pub struct Events2Source {
     /// Only this volume (opened by minor), else all volumes.
     volume: Option<String>,
     config: Events2Config,
-    child: Child2,
+    child: DrbdsetupChild,
     state: Events2State,
     /// Per peer device, kept after a device is destroyed so the sum never drops.
     counters: BTreeMap<PeerDeviceKey, Counter>,
@@ -254,7 +254,7 @@ impl Events2Source {
         volume: Option<&str>,
         config: &Events2Config,
     ) -> Result<Self> {
-        let mut child = Child2::spawn(
+        let mut child = DrbdsetupChild::spawn(
             &config.program,
             &["events2", "--statistics", "--poll", resource],
         )?;

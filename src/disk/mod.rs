@@ -26,7 +26,7 @@ pub use counter::{Counter, CounterStep, CounterWidth};
 pub use events2::{parse_events2, parse_events2_line, Events2State};
 pub use events2_source::{Events2Config, Events2Source};
 pub use meter::{DiskDelta, DiskMeter};
-pub use open::{open_with, OpenOptions};
+pub use open::{open_with, DiskBackends};
 pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
 pub use proc_source::{ProcDrbdSource, ProcPaths};
 pub use simulated::{SimulatedDisk, SimulatedDiskHandle};

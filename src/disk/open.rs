@@ -14,9 +14,11 @@ use super::simulated::{SimulatedDisk, SimulatedDiskHandle};
 use super::spec::DiskSpec;
 use super::DiskSource;
 
-/// Everything [`open_with`] may need from outside; defaults are the real system.
+/// Where each kind of disk source reads its counters: DRBD 8.x's
+/// `/proc/drbd`, DRBD 9's `drbdsetup`, or the simulator's disk. Everything
+/// [`open_with`] may need from outside; defaults are the real system.
 #[derive(Debug, Clone, Default)]
-pub struct OpenOptions {
+pub struct DiskBackends {
     /// DRBD 8.x file locations.
     pub proc_paths: ProcPaths,
     /// DRBD 9 `drbdsetup` and its timeouts.
@@ -26,7 +28,7 @@ pub struct OpenOptions {
 }
 
 /// Opens `spec` using `options`.
-pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskSource>> {
+pub fn open_with(spec: &DiskSpec, options: &DiskBackends) -> Result<Box<dyn DiskSource>> {
     if spec.is_simulated() {
         let Some(handle) = &options.simulated else {
             bail!("{spec} is the simulated disk; it exists only under `remus-ckpt simulate`");
@@ -53,7 +55,7 @@ pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskS
 impl DiskMeter {
     /// Opens every spec; fails (naming the spec) if any cannot be opened,
     /// since a typo in `--disk` should stop the run before it starts.
-    pub fn open(specs: &[DiskSpec], options: &OpenOptions) -> Result<DiskMeter> {
+    pub fn open(specs: &[DiskSpec], options: &DiskBackends) -> Result<DiskMeter> {
         let sources = specs
             .iter()
             .map(|spec| open_with(spec, options).with_context(|| format!("--disk {spec}")))

@@ -1,7 +1,7 @@
-//! `remus-ckpt plot`: stacked panels per run on one time axis — the
-//! thesis' headline figure of checkpoint size against the [Lmin, Lmax]
-//! band next to the interval the controller chose, plus pause and the
-//! dirty-page rate that drove both.
+//! Stacked panels per run on one time axis — the thesis' headline figure
+//! of checkpoint size against the [Lmin, Lmax] band next to the interval
+//! the controller chose, plus pause and the dirty-page rate that drove
+//! both. The `plot` command itself is in `cmd::plot`.
 //!
 //! - [`series`]: what each panel shows, as testable data;
 //! - [`draw`]: laying it out with plotters;
@@ -11,14 +11,12 @@ pub mod draw;
 pub mod font;
 pub mod series;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use plotters::prelude::{BitMapBackend, IntoDrawingArea, SVGBackend};
 
-use crate::report::rows::{read_csv, run_labels};
 use crate::row::Row;
-use crate::units::Bytes;
 
 pub use series::Panel;
 
@@ -31,47 +29,6 @@ const MIN_SIDE_PX: u32 = 200;
 /// so `--panels size,interval` is not stretched to four panels' height.
 pub fn default_height_px(panel_count: usize) -> u32 {
     110 + 250 * panel_count.max(1) as u32
-}
-
-/// Command-line arguments of `remus-ckpt plot`.
-#[derive(clap::Args, Debug)]
-pub struct PlotArgs {
-    /// Checkpoint CSVs, one per run; overlaid in distinct colours.
-    #[arg(required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
-    /// Output file: .svg or .png.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Name of each run, in file order (default: the file stem).
-    #[arg(long = "label")]
-    pub labels: Vec<String>,
-    /// Panels, top to bottom.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "size,interval,pause,dirty"
-    )]
-    pub panels: Vec<Panel>,
-    /// Lower edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "4MiB")]
-    pub lmin: Bytes,
-    /// Upper edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "16MiB")]
-    pub lmax: Bytes,
-    /// Figure width in pixels.
-    #[arg(long, default_value_t = DEFAULT_WIDTH_PX)]
-    pub width: u32,
-    /// Figure height in pixels (default: 110 + 250 per panel).
-    #[arg(long)]
-    pub height: Option<u32>,
-    /// Figure title (default: names the runs).
-    #[arg(long)]
-    pub title: Option<String>,
-    /// Also plot the initial live round (left out by default: it is a full
-    /// memory copy and would squash every checkpoint against the x axis).
-    #[arg(long)]
-    pub include_live: bool,
 }
 
 /// What to draw, independent of the command line.
@@ -217,28 +174,6 @@ pub fn write_atomically(output: &Path, write: impl FnOnce(&Path) -> Result<()>) 
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write figure {}", output.display()))?;
     Ok(())
-}
-
-/// Reads every file and writes the figure named by `--output`.
-pub fn run_plot(args: &PlotArgs) -> Result<()> {
-    ImageFormat::from_path(&args.output)?;
-    let labels = run_labels(&args.files, &args.labels)?;
-    let mut runs = Vec::with_capacity(args.files.len());
-    for (file, label) in args.files.iter().zip(labels) {
-        runs.push((label, read_csv(file)?));
-    }
-    let opts = PlotOptions {
-        panels: args.panels.clone(),
-        lmin_bytes: args.lmin.0,
-        lmax_bytes: args.lmax.0,
-        width_px: args.width,
-        height_px: args
-            .height
-            .unwrap_or_else(|| default_height_px(args.panels.len())),
-        title: args.title.clone(),
-        include_live: args.include_live,
-    };
-    plot(&runs, &opts, &args.output)
 }
 
 #[cfg(test)]

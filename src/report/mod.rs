@@ -1,7 +1,7 @@
-//! `remus-ckpt report`: one summary row per run, so interval policies can
-//! be compared on the same workload at a glance.
+//! One summary row per run, so interval policies can be compared on the
+//! same workload at a glance (the command is in `cmd::report`).
 //!
-//! - [`rows`]: reading CSVs and the live-round rule (shared with `plot`);
+//! - [`rows`]: which rows count and what each means (shared with `plot`);
 //! - [`summary`]: the numbers, in one pass over the rows;
 //! - [`sketch`]: percentiles of a stream in bounded memory;
 //! - [`render`]: the numbers as table, Markdown or CSV text.
@@ -11,60 +11,5 @@ pub mod rows;
 pub mod sketch;
 pub mod summary;
 
-use std::path::PathBuf;
-
-use anyhow::{bail, Result};
-
-use crate::units::Bytes;
-
 pub use render::{render, Format};
-pub use rows::read_csv;
 pub use summary::{summarize, summarize_csv, summarize_with, RunSummary};
-
-/// Command-line arguments of `remus-ckpt report`.
-#[derive(clap::Args, Debug)]
-pub struct ReportArgs {
-    /// Checkpoint CSVs, one per run.
-    #[arg(required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
-    /// Lower edge of the checkpoint size band (e.g. 4MiB).
-    #[arg(long, default_value = "4MiB")]
-    pub lmin: Bytes,
-    /// Upper edge of the checkpoint size band (e.g. 16MiB).
-    #[arg(long, default_value = "16MiB")]
-    pub lmax: Bytes,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Name of each run, in file order (default: the file stem).
-    #[arg(long = "label")]
-    pub labels: Vec<String>,
-    /// Count the initial live round as a checkpoint (left out by default).
-    #[arg(long)]
-    pub include_live: bool,
-}
-
-/// Reads every file, summarises each run, prints the table to stdout.
-pub fn run_report(args: &ReportArgs) -> Result<()> {
-    print!("{}", report_text(args)?);
-    Ok(())
-}
-
-/// What [`run_report`] prints, for callers that want the text.
-pub fn report_text(args: &ReportArgs) -> Result<String> {
-    if args.lmin > args.lmax {
-        bail!("--lmin {} is above --lmax {}", args.lmin, args.lmax);
-    }
-    let labels = rows::run_labels(&args.files, &args.labels)?;
-    let mut summaries = Vec::with_capacity(args.files.len());
-    for (file, label) in args.files.iter().zip(&labels) {
-        summaries.push(summarize_csv(
-            file,
-            label,
-            args.lmin.0,
-            args.lmax.0,
-            args.include_live,
-        )?);
-    }
-    Ok(render(&summaries, args.format))
-}

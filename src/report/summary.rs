@@ -18,9 +18,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::report::rows::{for_each_row, is_live_round, IntervalSource};
+use crate::report::rows::{is_live_round, IntervalSource};
 use crate::report::sketch::QuantileSketch;
-use crate::row::Row;
+use crate::row::{for_each_row, Row};
 
 /// p50, p95, p99 and max of one quantity (nearest-rank).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,8 +1,8 @@
-//! Where checkpoints go once sized and decided: the CSV file, the control
-//! FIFO back to the save side, the status line on stderr, and the rate
-//! limit every repeated warning goes through.
+//! Where checkpoints go once sized and decided: the control FIFO back to
+//! the save side, the status line on stderr, and the rate limit every
+//! repeated warning goes through. (The CSV file is written by
+//! `crate::row::write`, beside the format it writes.)
 
 pub mod control;
-pub mod csv;
 pub mod status;
 pub mod warn;

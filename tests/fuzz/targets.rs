@@ -24,11 +24,10 @@ use remus_ckpt::ffi;
 use remus_ckpt::pipeline::Controller;
 use remus_ckpt::policy::{FixedBudget, Policy, PolicyArgs, PolicyKind};
 use remus_ckpt::record::{self, Record, Stream, Trigger};
-use remus_ckpt::report::rows::{interval_points, read_csv_from, selected_rows};
+use remus_ckpt::report::rows::{interval_points, selected_rows};
 use remus_ckpt::report::summary::quantiles;
 use remus_ckpt::report::{self, Format, RunSummary};
-use remus_ckpt::row::Row;
-use remus_ckpt::sink::csv::CsvSink;
+use remus_ckpt::row::{read_csv, read_csv_from, CsvWriter, Row};
 use remus_ckpt::source::stats_fifo::{LineError, LineParser, Malformed, MAX_LINE};
 use remus_ckpt::units::{Bytes, Millis};
 
@@ -1131,11 +1130,11 @@ fn check_c_format(input: &[u8]) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------
-// (3) Run CSVs: src/report/rows.rs read_csv_from, src/sink/csv.rs, and the
+// (3) Run CSVs: src/row/read.rs read_csv_from, src/row/write.rs, and the
 //     streaming summary of src/report/summary.rs.
 // ---------------------------------------------------------------------------
 
-/// How a CSV column is read (src/row.rs).
+/// How a CSV column is read (src/row/mod.rs).
 #[derive(Clone, Copy, PartialEq)]
 pub enum Kind {
     U64,
@@ -1463,12 +1462,12 @@ fn check_csv_round_trip(input: &[u8]) -> Result<(), String> {
     }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("run.csv");
-    let mut sink = CsvSink::create(&path).map_err(|e| format!("{e:#}"))?;
+    let mut sink = CsvWriter::create(&path).map_err(|e| format!("{e:#}"))?;
     for row in &rows {
         sink.write(row).map_err(|e| format!("{e:#}"))?;
     }
     sink.finish().map_err(|e| format!("{e:#}"))?;
-    let back = report::read_csv(&path).map_err(|e| format!("{e:#}"))?;
+    let back = read_csv(&path).map_err(|e| format!("{e:#}"))?;
     if back != rows {
         return Err(format!("wrote {rows:?}\nread back {back:?}"));
     }

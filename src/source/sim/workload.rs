@@ -286,7 +286,7 @@ fn unit(seed: u64, n: u64) -> f64 {
 /// A trace's (start s, rate pages/s) steps from its first period's start,
 /// and the time it covers (its last suspend), seconds.
 fn load_trace(path: &std::path::Path) -> Result<(Vec<(f64, f64)>, f64)> {
-    let rows = crate::report::read_csv(path)
+    let rows = crate::row::read_csv(path)
         .with_context(|| format!("cannot load trace {}", path.display()))?;
     let mut points: Vec<(f64, f64)> = rows
         .iter()

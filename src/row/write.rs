@@ -1,5 +1,5 @@
-//! CSV sink: one row per checkpoint. The caller flushes whenever no more
-//! rows are waiting (so a run killed half way still leaves every
+//! Writing a checkpoint CSV: the header at once, then one row per
+//! checkpoint. The caller flushes whenever no more rows are waiting (so a run killed half way still leaves every
 //! checkpoint it saw on disk), and a burst of rows costs one write(2)
 //! rather than one per row.
 
@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::row::Row;
+use crate::row::{header, Row};
 
-pub struct CsvSink {
+pub struct CsvWriter {
     path: PathBuf,
     writer: csv::Writer<BufWriter<File>>,
 }
 
-impl CsvSink {
+impl CsvWriter {
     /// Creates (truncates) `path` and writes the header at once, so a run
     /// during which no record came still leaves a valid (empty) CSV.
     pub fn create(path: &Path) -> Result<Self> {
@@ -33,13 +33,13 @@ impl CsvSink {
             .write_record(&header())
             .and_then(|()| Ok(writer.flush()?))
             .with_context(|| format!("cannot write to {}", path.display()))?;
-        Ok(CsvSink {
+        Ok(CsvWriter {
             path: path.to_path_buf(),
             writer,
         })
     }
 
-    /// Buffers one row; see [`CsvSink::flush`].
+    /// Buffers one row; see [`CsvWriter::flush`].
     pub fn write(&mut self, row: &Row) -> Result<()> {
         self.writer
             .serialize(row)
@@ -63,18 +63,6 @@ impl CsvSink {
     }
 }
 
-/// The column names, as serde names them from [`Row`] (one place).
-fn header() -> csv::StringRecord {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(true)
-        .from_writer(Vec::new());
-    // Serialising a default row into memory cannot fail.
-    let _ = writer.serialize(Row::default());
-    let bytes = writer.into_inner().unwrap_or_default();
-    let mut reader = csv::ReaderBuilder::new().from_reader(&bytes[..]);
-    reader.headers().cloned().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,7 +71,7 @@ mod tests {
     fn header_has_the_stable_columns_first() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("run.csv");
-        let mut sink = CsvSink::create(&p).unwrap();
+        let mut sink = CsvWriter::create(&p).unwrap();
         sink.write(&Row {
             seq: 3,
             ..Row::default()
@@ -109,7 +97,7 @@ mod tests {
         // which no record came left an empty file report could not read.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("empty.csv");
-        CsvSink::create(&p).unwrap().finish().unwrap();
+        CsvWriter::create(&p).unwrap().finish().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(
@@ -118,13 +106,13 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(crate::report::read_csv(&p).unwrap().is_empty());
+        assert!(crate::row::read_csv(&p).unwrap().is_empty());
     }
 
     #[test]
     fn a_destination_that_cannot_take_the_header_fails_at_once() {
         // Before: `--csv /dev/full` ran silently until the first flush.
-        let err = CsvSink::create(Path::new("/dev/full")).err().unwrap();
+        let err = CsvWriter::create(Path::new("/dev/full")).err().unwrap();
         let text = format!("{err:#}");
         assert!(
             text.contains("/dev/full") && text.contains("No space left"),
