@@ -12,6 +12,7 @@ use super::proc_drbd::ProcFlavor;
 use super::proc_source::{read_proc_drbd, ProcDrbdSource, ProcPaths};
 use super::simulated::{SimulatedDisk, SimulatedDiskHandle};
 use super::spec::DiskSpec;
+use super::tap_remus::TapRemusSource;
 use super::DiskSource;
 
 /// Everything [`open_with`] may need from outside; defaults are the real system.
@@ -41,6 +42,7 @@ pub fn open_with(spec: &DiskSpec, options: &OpenOptions) -> Result<Box<dyn DiskS
                 *minor,
                 &options.events2,
             )?)),
+            DiskSpec::TapRemus(_) => bail!("{spec} is not a DRBD device"),
         },
         _ => Ok(Box::new(ProcDrbdSource::open(
             spec,
@@ -54,10 +56,21 @@ impl DiskMeter {
     /// Opens every spec; fails (naming the spec) if any cannot be opened,
     /// since a typo in `--disk` should stop the run before it starts.
     pub fn open(specs: &[DiskSpec], options: &OpenOptions) -> Result<DiskMeter> {
-        let sources = specs
-            .iter()
-            .map(|spec| open_with(spec, options).with_context(|| format!("--disk {spec}")))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(DiskMeter::new(sources))
+        let mut sources = Vec::new();
+        let mut epochs = Vec::new();
+        for spec in specs {
+            if let DiskSpec::TapRemus(arg) = spec {
+                if options.simulated.is_some() {
+                    bail!("--disk {spec}: `simulate` has only the simulated disk (drbd:sim)");
+                }
+                let control = super::tap_remus::control_fifo(arg);
+                epochs.push(
+                    TapRemusSource::open(&control).with_context(|| format!("--disk {spec}"))?,
+                );
+                continue;
+            }
+            sources.push(open_with(spec, options).with_context(|| format!("--disk {spec}"))?);
+        }
+        Ok(DiskMeter::new(sources).with_epochs(epochs))
     }
 }
