@@ -373,9 +373,10 @@ fn full_pipe_never_blocks_and_every_loss_is_counted() {
     }
 }
 
-/// In a child with SIGPIPE at its default action (tapdisk2 leaves it
-/// there outside tapdisk-control.c's server): a reader that goes away
-/// must not kill the process.
+/// In a child with SIGPIPE at its default action (tapdisk2 ignores it,
+/// but tapdisk-stream, tapdisk-diff and the qcow tools link the same
+/// driver without doing so): a reader that goes away must not kill the
+/// process.
 #[test]
 fn vanished_reader_does_not_kill_tapdisk() {
     let dir = tempfile::tempdir().unwrap();
