@@ -1450,6 +1450,8 @@ fn valid_row(u: &mut Unstructured) -> Row {
         budget_pages: u.num(),
         probes: u.num(),
         probe_ms: valid_f64(u),
+        disk_epochs: opt(u),
+        disk_unknown: u.u8() % 2,
     }
 }
 
