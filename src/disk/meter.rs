@@ -102,24 +102,8 @@ impl DiskMeter {
         let mut joined = 0u64;
         self.epochs.retain_mut(|src| match src.on_record(rec) {
             Ok(m) => {
-                if m.epochs != 1 || m.late > 0 {
-                    eprintln!(
-                        "remus-ckpt: warning: {}: checkpoint {}: {} disk epochs \
-                         (expected 1){}{}",
-                        src.name(),
-                        rec.seq,
-                        m.epochs,
-                        if m.epochs == 0 {
-                            ", disk bytes unknown"
-                        } else {
-                            ""
-                        },
-                        if m.late > 0 {
-                            format!(", {} late epoch(s) of earlier checkpoints", m.late)
-                        } else {
-                            String::new()
-                        }
-                    );
+                if let Some(warning) = src.anomaly(rec, &m) {
+                    eprintln!("{warning}");
                 }
                 delta.disk_unknown |= m.epochs == 0;
                 joined = joined.saturating_add(m.epochs);

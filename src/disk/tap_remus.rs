@@ -235,6 +235,8 @@ pub struct TapRemusSource {
     /// Lines that were not valid disk records.
     pub rejected: u64,
     last_dropped: u64,
+    /// Checkpoints joined with other than one epoch, or with late ones.
+    pub anomalies: u64,
 }
 
 impl TapRemusSource {
@@ -264,6 +266,7 @@ impl TapRemusSource {
             join: EpochJoin::default(),
             rejected: 0,
             last_dropped: 0,
+            anomalies: 0,
         })
     }
 
@@ -327,6 +330,42 @@ impl TapRemusSource {
     pub fn on_record(&mut self, rec: &Record) -> Result<EpochMatch> {
         self.drain()?;
         Ok(self.join.on_record(rec))
+    }
+
+    /// The warning for a join that was not one epoch (missing, extra or
+    /// late ones), or None. Said for the first 10 such checkpoints, then
+    /// at the 16th, 32nd, 64th...: a driver that never writes (tapdisk not
+    /// patched, not running) must not flood stderr once per checkpoint.
+    pub fn anomaly(&mut self, rec: &Record, m: &EpochMatch) -> Option<String> {
+        if m.epochs == 1 && m.late == 0 {
+            return None;
+        }
+        self.anomalies += 1;
+        let n = self.anomalies;
+        if n > 10 && !n.is_power_of_two() {
+            return None;
+        }
+        let mut text = format!(
+            "remus-ckpt: warning: {}: checkpoint {}: {} disk epochs (expected 1)",
+            self.name, rec.seq, m.epochs
+        );
+        if m.epochs == 0 {
+            text.push_str(", disk bytes unknown");
+        }
+        if m.late > 0 {
+            text.push_str(&format!(
+                ", {} late epoch(s) of earlier checkpoints",
+                m.late
+            ));
+        }
+        if n >= 10 {
+            text.push_str(&format!(
+                " ({n} such checkpoints so far; the driver reported {} records lost, \
+                 {} lines refused)",
+                self.last_dropped, self.rejected
+            ));
+        }
+        Some(text)
     }
 
     /// Disk records the driver said it lost, as of its last record.
@@ -518,6 +557,30 @@ mod tests {
             record_fifo(Path::new("/var/run/tap/remus_h_1")),
             PathBuf::from("/var/run/tap/remus_h_1.ckpt")
         );
+    }
+
+    /// A driver that never writes: the warning is said for the first 10
+    /// checkpoints, then only at powers of two.
+    #[test]
+    fn anomalies_are_said_sparingly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = TapRemusSource::open(&dir.path().join("remus_h_1")).unwrap();
+        let said: Vec<u64> = (0..100)
+            .filter(|&k| {
+                let m = src.on_record(&rec(k, 10 * k + 1, 10 * k + 5)).unwrap();
+                assert_eq!(m.epochs, 0);
+                src.anomaly(&rec(k, 0, 0), &m).is_some()
+            })
+            .map(|k| k + 1)
+            .collect();
+        assert_eq!(said, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 32, 64]);
+        assert_eq!(src.anomalies, 100);
+        let ok = EpochMatch {
+            epochs: 1,
+            wire_bytes: 4,
+            late: 0,
+        };
+        assert!(src.anomaly(&rec(100, 0, 0), &ok).is_none());
     }
 
     /// The source end to end: the real C writer into the FIFO the source
