@@ -1146,7 +1146,7 @@ pub enum Kind {
 }
 
 /// The columns the CSV sink writes, in order, with their kinds.
-pub const CSV_COLUMNS: [(&str, Kind); 24] = [
+pub const CSV_COLUMNS: [(&str, Kind); 26] = [
     ("seq", Kind::U64),
     ("t_s", Kind::F64),
     ("dirty_pages", Kind::U64),
@@ -1171,6 +1171,9 @@ pub const CSV_COLUMNS: [(&str, Kind); 24] = [
     ("budget_pages", Kind::U64),
     ("probes", Kind::U64),
     ("probe_ms", Kind::F64),
+    ("disk_epochs", Kind::OptU64),
+    // A u8 flag, read as `live` is.
+    ("disk_unknown", Kind::Live),
 ];
 
 /// Headers of the CSVs this reader must read: the current one, the one
