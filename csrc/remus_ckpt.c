@@ -1996,9 +1996,9 @@ struct remus_ckpt_disk *remus_ckpt_disk_open(const char *ctl_path)
     memcpy(path + n, REMUS_CKPT_DISK_SUFFIX, sizeof(REMUS_CKPT_DISK_SUFFIX));
 
     /*
-     * A path, never "fd:N": a control FIFO named "fd:3" (it is not; they
-     * live under /var/run/tap) still gives a path, "fd:3.ckpt" refused
-     * as a spec is reported once and records are counted as dropped.
+     * Always a path (tapdisk's control FIFOs are absolute paths under
+     * /var/run/tap).  A ctl_path starting with "fd:" would give an invalid
+     * fd spec: reported once, every record counted as dropped.
      */
     stats_setup(disk->out, path);
     free(path);
