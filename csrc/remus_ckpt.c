@@ -1520,23 +1520,40 @@ static void stats_failed(struct remus_ckpt *ckpt, const char *spec, int err)
               err ? strerror(err) : "short write");
 }
 
-/* Format the current record with the stats state it is written in. */
-static int stats_format(struct remus_ckpt *ckpt, char *buf, size_t len)
+/* The state of the stats channel a record is written in ("stats="). */
+static uint32_t stats_state(const struct remus_ckpt *ckpt)
 {
-    ckpt->cur.stats_state = ckpt->stats_reopened ? REMUS_CKPT_STATS_REOPENED
-                                                 : REMUS_CKPT_STATS_OK;
-
-    return remus_ckpt_format(&ckpt->cur, buf, len);
+    return ckpt->stats_reopened ? REMUS_CKPT_STATS_REOPENED
+                                : REMUS_CKPT_STATS_OK;
 }
 
 /*
- * Format and write the current record of time now; on any failure it is
- * dropped (-1).  On a path, a write that failed with EPIPE, or with EAGAIN
- * on a replaced path, is followed by one more try on the path opened
- * again: a FIFO re-created by a new consumer then gets this record instead
- * of losing it.
+ * Formats rec (a record of the kind the caller writes) into buf, with the
+ * stats state it is written in; as remus_ckpt_format().
  */
-static int stats_write(struct remus_ckpt *ckpt, uint64_t now)
+typedef int stats_format_fn(struct remus_ckpt *ckpt, void *rec, char *buf,
+                            size_t len);
+
+/* The checkpoint record: rec is &ckpt->cur. */
+static int stats_format(struct remus_ckpt *ckpt, void *rec, char *buf,
+                        size_t len)
+{
+    struct remus_ckpt_record *r = rec;
+
+    r->stats_state = stats_state(ckpt);
+
+    return remus_ckpt_format(r, buf, len);
+}
+
+/*
+ * Format rec with format and write it, as the record of time now; on any
+ * failure it is dropped (-1).  On a path, a write that failed with EPIPE,
+ * or with EAGAIN on a replaced path, is followed by one more try on the
+ * path opened again: a FIFO re-created by a new consumer then gets this
+ * record instead of losing it.
+ */
+static int stats_write(struct remus_ckpt *ckpt, uint64_t now,
+                       stats_format_fn *format, void *rec)
 {
     char buf[REMUS_CKPT_RECORD_MAX + 1];
     const char *spec = ckpt->stats.path;
@@ -1546,7 +1563,7 @@ static int stats_write(struct remus_ckpt *ckpt, uint64_t now)
     if ( fd < 0 )
         return -1;
 
-    n = stats_format(ckpt, buf, sizeof(buf));
+    n = format(ckpt, rec, buf, sizeof(buf));
     if ( n < 0 )
         return -1;
     if ( !stats_send(ckpt, fd, buf, (size_t)n) )
@@ -1566,7 +1583,7 @@ static int stats_write(struct remus_ckpt *ckpt, uint64_t now)
     if ( fd < 0 )
         return -1;
 
-    n = stats_format(ckpt, buf, sizeof(buf));
+    n = format(ckpt, rec, buf, sizeof(buf));
     if ( n >= 0 && !stats_send(ckpt, fd, buf, (size_t)n) )
         goto written;
 
@@ -1606,6 +1623,24 @@ static const char *stats_check_fd(struct chan *ch)
     ch->sock = 1;
 
     return NULL;
+}
+
+/*
+ * Set up the stats channel from its spec (NULL or "": unset).  A spec that
+ * cannot be used is reported once; the records are then all counted as
+ * dropped (they are still kept for _last()).
+ */
+static void stats_setup(struct remus_ckpt *ckpt, const char *stats_spec)
+{
+    const char *why = chan_init(&ckpt->stats, stats_spec);
+
+    if ( !why && ckpt->stats.state == CHAN_FD )
+        why = stats_check_fd(&ckpt->stats);
+    if ( why )
+    {
+        chan_warn(&ckpt->stats, "cannot use stats", stats_spec, why);
+        chan_off(&ckpt->stats);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1677,18 +1712,7 @@ struct remus_ckpt *remus_ckpt_open_cfg(uint32_t domid, unsigned int stream,
     ckpt->stream = stream;
     ckpt->page_size = page_size;
 
-    /*
-     * A stats spec that cannot be used is reported once; the records are
-     * then all counted as dropped (they are still kept for _last()).
-     */
-    why = chan_init(&ckpt->stats, stats_spec);
-    if ( !why && ckpt->stats.state == CHAN_FD )
-        why = stats_check_fd(&ckpt->stats);
-    if ( why )
-    {
-        chan_warn(&ckpt->stats, "cannot use stats", stats_spec, why);
-        chan_off(&ckpt->stats);
-    }
+    stats_setup(ckpt, stats_spec);
 
     /* Until a writer is seen, the fallback's clock runs from here. */
     ckpt->ctl_cond = REMUS_CKPT_CTL_REOPENING;
@@ -1839,7 +1863,7 @@ void remus_ckpt_emit(struct remus_ckpt *ckpt)
     ckpt->cur.probe_errors = ckpt->probe_errors;
 
     if ( ckpt->stats.state != CHAN_UNSET &&
-         stats_write(ckpt, ckpt->cur.t_done) )
+         stats_write(ckpt, ckpt->cur.t_done, stats_format, &ckpt->cur) )
         ckpt->dropped++;
 
     ckpt->last = ckpt->cur;
@@ -1865,5 +1889,202 @@ int remus_ckpt_last(const struct remus_ckpt *ckpt,
         return -1;
 
     *out = ckpt->last;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Disk epochs (blktap2 tap-remus)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The disk records go through a struct remus_ckpt of which only the stats
+ * channel (and its drop count) is used: the same opening, checking,
+ * reopening and SIGPIPE-free writing as the checkpoint records.
+ */
+struct remus_ckpt_disk {
+    struct remus_ckpt *out;
+    uint64_t seq;
+    struct remus_ckpt_disk_record cur;
+    struct remus_ckpt_disk_record last;  /* valid once seq > 0 */
+};
+
+static const char *disk_commit_name(uint32_t commit)
+{
+    switch ( commit )
+    {
+    case REMUS_CKPT_DISK_COMMIT_SENT:
+        return "sent";
+    case REMUS_CKPT_DISK_COMMIT_FAILED:
+        return "failed";
+    case REMUS_CKPT_DISK_COMMIT_NONE:
+        return "none";
+    default:
+        return NULL;
+    }
+}
+
+int remus_ckpt_disk_format(const struct remus_ckpt_disk_record *rec,
+                           char *buf, size_t len)
+{
+    struct line l;
+    const char *commit;
+
+    if ( !rec || !buf || !len )
+        return -1;
+
+    commit = disk_commit_name(rec->commit);
+    if ( !commit )
+        return -1;
+
+    l.len = 0;
+    line_append(&l, "disk", 4);
+    LINE_U64(&l, "v", REMUS_CKPT_DISK_RECORD_VERSION);
+
+    /* Key order is part of the protocol (docs/protocol.md). */
+    LINE_U64(&l, "seq", rec->seq);
+    LINE_U64(&l, "sector_size", rec->sector_size);
+    LINE_U64(&l, "writes", rec->writes);
+    LINE_U64(&l, "sectors", rec->sectors);
+    LINE_U64(&l, "bytes", rec->bytes);
+    LINE_U64(&l, "wire_bytes", rec->wire_bytes);
+    LINE_U64(&l, "t_commit", rec->t_commit);
+    line_append(&l, " commit=", sizeof(" commit=") - 1);
+    line_append(&l, commit, strlen(commit));
+    LINE_U64(&l, "dropped", rec->dropped);
+    if ( line_state(&l, " stats=", rec->stats_state, stats_state_names,
+                    NR_NAMES(stats_state_names)) )
+        return -1;
+
+    if ( l.len + 1 > REMUS_CKPT_RECORD_MAX || l.len + 2 > len )
+        return -1;
+
+    memcpy(buf, l.buf, l.len);
+    buf[l.len] = '\n';
+    buf[l.len + 1] = '\0';
+
+    return (int)(l.len + 1);
+}
+
+/* The disk record: rec is &disk->cur. */
+static int disk_format(struct remus_ckpt *ckpt, void *rec, char *buf,
+                       size_t len)
+{
+    struct remus_ckpt_disk_record *r = rec;
+
+    r->stats_state = stats_state(ckpt);
+
+    return remus_ckpt_disk_format(r, buf, len);
+}
+
+struct remus_ckpt_disk *remus_ckpt_disk_open(const char *ctl_path)
+{
+    struct remus_ckpt_disk *disk;
+    size_t n;
+    char *path;
+
+    if ( !ctl_path || !*ctl_path )
+        return NULL;
+
+    n = strlen(ctl_path);
+    path = malloc(n + sizeof(REMUS_CKPT_DISK_SUFFIX));
+    disk = calloc(1, sizeof(*disk));
+    if ( disk )
+        disk->out = calloc(1, sizeof(*disk->out));
+    if ( !path || !disk || !disk->out )
+        goto fail;
+    memcpy(path, ctl_path, n);
+    memcpy(path + n, REMUS_CKPT_DISK_SUFFIX, sizeof(REMUS_CKPT_DISK_SUFFIX));
+
+    /*
+     * Always a path (tapdisk's control FIFOs are absolute paths under
+     * /var/run/tap).  A ctl_path starting with "fd:" would give an invalid
+     * fd spec: reported once, every record counted as dropped.
+     */
+    stats_setup(disk->out, path);
+    free(path);
+
+    return disk;
+
+ fail:
+    free(path);
+    if ( disk )
+        free(disk->out);
+    free(disk);
+    return NULL;
+}
+
+void remus_ckpt_disk_close(struct remus_ckpt_disk *disk)
+{
+    if ( !disk )
+        return;
+
+    remus_ckpt_close(disk->out);
+    free(disk);
+}
+
+void remus_ckpt_disk_wrote(struct remus_ckpt_disk *disk, uint64_t secs,
+                           uint64_t sector_size)
+{
+    struct remus_ckpt_disk_record *r;
+    uint64_t bytes;
+
+    if ( !disk )
+        return;
+
+    r = &disk->cur;
+    /* tapdisk's requests are at most a few pages; saturate all the same. */
+    bytes = sector_size && secs > UINT64_MAX / sector_size
+            ? UINT64_MAX : secs * sector_size;
+    r->writes++;
+    r->sectors = r->sectors + secs < secs ? UINT64_MAX : r->sectors + secs;
+    r->bytes = r->bytes + bytes < bytes ? UINT64_MAX : r->bytes + bytes;
+    bytes = bytes + REMUS_CKPT_DISK_WREQ_HEADER < bytes
+            ? UINT64_MAX : bytes + REMUS_CKPT_DISK_WREQ_HEADER;
+    r->wire_bytes = r->wire_bytes + bytes < bytes
+                    ? UINT64_MAX : r->wire_bytes + bytes;
+    r->sector_size = sector_size;
+}
+
+void remus_ckpt_disk_commit(struct remus_ckpt_disk *disk, int connected,
+                            int flush_rc)
+{
+    struct remus_ckpt_disk_record *r;
+    struct remus_ckpt *out;
+
+    if ( !disk )
+        return;
+
+    r = &disk->cur;
+    out = disk->out;
+    if ( !connected )
+        r->commit = REMUS_CKPT_DISK_COMMIT_NONE;
+    else if ( flush_rc )
+        r->commit = REMUS_CKPT_DISK_COMMIT_FAILED;
+    else
+    {
+        r->commit = REMUS_CKPT_DISK_COMMIT_SENT;
+        if ( r->wire_bytes <= UINT64_MAX - REMUS_CKPT_DISK_CREQ )
+            r->wire_bytes += REMUS_CKPT_DISK_CREQ;
+    }
+    r->seq = disk->seq;
+    r->t_commit = clock_now(out);
+    r->dropped = out->dropped;
+
+    if ( out->stats.state != CHAN_UNSET &&
+         stats_write(out, r->t_commit, disk_format, r) )
+        out->dropped++;
+
+    disk->last = *r;
+    memset(r, 0, sizeof(*r));
+    disk->seq++;
+}
+
+int remus_ckpt_disk_last(const struct remus_ckpt_disk *disk,
+                         struct remus_ckpt_disk_record *out)
+{
+    if ( !disk || !out || !disk->seq )
+        return -1;
+
+    *out = disk->last;
     return 0;
 }

@@ -358,6 +358,88 @@ void remus_ckpt_set_probe(struct remus_ckpt *ckpt, remus_ckpt_probe_fn *probe,
 int remus_ckpt_last(const struct remus_ckpt *ckpt,
                     struct remus_ckpt_record *out);
 
+/*
+ * Disk epochs: blktap2's tap-remus driver (tools/blktap2/drivers/
+ * block-remus.c, Xen 4.0-4.12), the disk replication of the Python remus
+ * tool.  On the primary, tapdisk forwards every guest write to the backup
+ * ("wreq") and, when remus writes "flush" to the driver's control FIFO
+ * /var/run/tap/remus_<host>_<port> while the guest is suspended, closes
+ * the epoch with a commit request ("creq").  One record line ("disk v=1
+ * ...", docs/protocol.md) per such flush says what the epoch forwarded.
+ *
+ *   disk = remus_ckpt_disk_open(ctl_path);   after the control FIFO exists
+ *   remus_ckpt_disk_wrote(disk, secs, sector_size)  a write fully forwarded
+ *   remus_ckpt_disk_commit(disk, connected, flush_rc)  at each "flush"
+ *   remus_ckpt_disk_close(disk)
+ *
+ * The records go to "<ctl_path>.ckpt" (REMUS_CKPT_DISK_SUFFIX), a FIFO the
+ * consumer creates beside the control FIFO; tapdisk is started by the
+ * toolstack, not by remus, so no environment reaches it.  That path is
+ * treated as the stats channel is (remus_ckpt_open()): opened without
+ * blocking or following a final symlink, used only if it is a FIFO of our
+ * euid with mode 0600 or narrower, written without SIGPIPE, records that
+ * cannot be written are dropped and counted.  Absent, it costs one failed
+ * open() per checkpoint and changes nothing.  Every function accepts
+ * disk == NULL and then does nothing; none blocks or fails.
+ */
+#define REMUS_CKPT_DISK_RECORD_VERSION 1
+#define REMUS_CKPT_DISK_SUFFIX ".ckpt"
+/* Replication protocol overheads (block-remus.c's wire format). */
+#define REMUS_CKPT_DISK_WREQ_HEADER 16 /* "wreq", u32 sectors, u64 sector */
+#define REMUS_CKPT_DISK_CREQ 4         /* "creq" */
+
+/* How the epoch was closed at the flush (record key commit=). */
+enum remus_ckpt_disk_commit {
+    REMUS_CKPT_DISK_COMMIT_SENT = 1,    /* creq sent to the backup */
+    REMUS_CKPT_DISK_COMMIT_FAILED = 2,  /* sending it failed (backup gone) */
+    REMUS_CKPT_DISK_COMMIT_NONE = 3,    /* no connection: nothing to commit */
+};
+
+/* One disk epoch, as carried by one "disk" record line. */
+struct remus_ckpt_disk_record {
+    uint64_t seq;          /* 0 for the first flush since tapdisk opened */
+    uint64_t sector_size;  /* bytes, of the last write; 0: no write */
+    uint64_t writes;       /* write requests forwarded in the epoch */
+    uint64_t sectors;      /* their sectors */
+    uint64_t bytes;        /* their payload: sectors x sector_size */
+    uint64_t wire_bytes;   /* bytes + headers (+ the creq when sent) */
+    uint64_t t_commit;     /* CLOCK_MONOTONIC ns of the flush */
+    uint32_t commit;       /* enum remus_ckpt_disk_commit */
+    uint64_t dropped;      /* disk records lost before this one */
+    uint32_t stats_state;  /* enum remus_ckpt_stats_state; 0: not written */
+};
+
+struct remus_ckpt_disk;
+
+/*
+ * Records for the tap-remus driver whose control FIFO is ctl_path, written
+ * to ctl_path REMUS_CKPT_DISK_SUFFIX.  NULL for a NULL or empty ctl_path
+ * or on allocation failure (every later call is then a no-op).
+ */
+struct remus_ckpt_disk *remus_ckpt_disk_open(const char *ctl_path);
+
+void remus_ckpt_disk_close(struct remus_ckpt_disk *disk);
+
+/* A write request of secs sectors was forwarded to the backup in full. */
+void remus_ckpt_disk_wrote(struct remus_ckpt_disk *disk, uint64_t secs,
+                           uint64_t sector_size);
+
+/*
+ * remus asked for a flush: close the epoch and write its record without
+ * blocking.  connected: the replication stream was up before the flush;
+ * flush_rc: what the driver's flush (the creq) returned, 0 on success.
+ */
+void remus_ckpt_disk_commit(struct remus_ckpt_disk *disk, int connected,
+                            int flush_rc);
+
+/* As remus_ckpt_format(), for a disk record.  Pure function. */
+int remus_ckpt_disk_format(const struct remus_ckpt_disk_record *rec,
+                           char *buf, size_t len);
+
+/* Copy of the last closed epoch, for tests; 0 on success, -1 if none. */
+int remus_ckpt_disk_last(const struct remus_ckpt_disk *disk,
+                         struct remus_ckpt_disk_record *out);
+
 #endif /* !__MINIOS__ */
 
 #endif /* REMUS_CKPT_H */

@@ -176,7 +176,10 @@ impl Controller {
 
         let size = CheckpointSize::of(rec, disk.disk_bytes);
         let size_bytes = size.metric_bytes(self.metric);
-        let next = if row_gap > 0 {
+        // A missing disk epoch leaves the total size unknown: no policy
+        // step on a number that would be too small.
+        let size_unknown = disk.disk_unknown && self.metric == SizeMetric::Total;
+        let next = if row_gap > 0 || size_unknown {
             // Not a normal period: keep the decision, skip the policy step.
             self.wanted
         } else {
@@ -227,6 +230,8 @@ impl Controller {
             budget_pages: rec.budget_pages,
             probes: rec.probes,
             probe_ms: rec.probe_ns as f64 / 1e6,
+            disk_epochs: disk.disk_epochs,
+            disk_unknown: u8::from(disk.disk_unknown),
         };
         Step {
             row,
@@ -464,7 +469,7 @@ fn control_loop(
         let disk = cfg
             .disk
             .as_mut()
-            .map(|d| d.on_checkpoint())
+            .map(|d| d.on_record(&rec))
             .unwrap_or_default();
         let step = cfg.controller.on_record(&rec, disk);
         if let Some(metrics) = &cfg.metrics {
@@ -781,6 +786,44 @@ mod tests {
         r.seq = 4;
         r.dropped = 12 + MAX_SEQ_JUMP;
         assert_eq!(step(&mut c, &r).gap, MAX_SEQ_JUMP);
+    }
+
+    /// `--size-metric total` with tap-remus epochs: a known disk burst
+    /// moves the policy; a checkpoint whose disk epoch is missing does
+    /// not (its size is unknown), and its row says so.
+    #[test]
+    fn a_missing_disk_epoch_is_not_fed_to_a_total_size_policy() {
+        let mut c = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Total);
+        let epoch = |bytes, epochs, unknown| DiskDelta {
+            disk_bytes: bytes,
+            disk_epochs: Some(epochs),
+            disk_unknown: unknown,
+            ..DiskDelta::default()
+        };
+        c.on_record(&rec(0, 1000, 1 << 20, 0), epoch(0, 1, false));
+        let s = c.on_record(&rec(1, 1200, 1 << 20, 200), epoch(64 << 20, 1, false));
+        assert_eq!(s.row.disk_bytes, 64 << 20);
+        assert_eq!(s.command_ms, Some(100), "a 64 MiB disk epoch is above Lmax");
+        let s = c.on_record(&rec(2, 1300, 1 << 20, 100), epoch(0, 0, true));
+        assert_eq!((s.row.disk_epochs, s.row.disk_unknown), (Some(0), 1));
+        assert_eq!(s.command_ms, None, "unknown size: the decision stands");
+        assert_eq!(s.row.next_interval_ms, 100);
+        // Under --size-metric wire the disk is not in the size: a missing
+        // epoch changes nothing (same decision as with the epoch there).
+        let wire = |unknown: bool| {
+            let mut w = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Wire);
+            w.on_record(&rec(0, 1000, 1 << 20, 0), epoch(0, 1, false));
+            w.on_record(
+                &rec(1, 1200, 64 << 20, 200),
+                epoch(0, u64::from(!unknown), unknown),
+            )
+        };
+        let (a, b) = (wire(true), wire(false));
+        assert_eq!(a.command_ms, Some(100), "64 MiB of memory is above Lmax");
+        assert_eq!(
+            (a.command_ms, a.row.next_interval_ms),
+            (b.command_ms, b.row.next_interval_ms)
+        );
     }
 
     #[test]

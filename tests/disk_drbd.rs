@@ -419,7 +419,8 @@ fn proc_source_remus_drbd_counters_pass_through() {
         DiskDelta {
             disk_bytes: 0,
             drbd_deferred: Some(12),
-            drbd_checkpoints: Some(1500)
+            drbd_checkpoints: Some(1500),
+            ..DiskDelta::default()
         }
     );
     fake.write(
@@ -433,7 +434,8 @@ fn proc_source_remus_drbd_counters_pass_through() {
         DiskDelta {
             disk_bytes: 1024 * 1024,
             drbd_deferred: Some(0),
-            drbd_checkpoints: Some(1501)
+            drbd_checkpoints: Some(1501),
+            ..DiskDelta::default()
         }
     );
 }
@@ -761,7 +763,8 @@ fn drbd9_source_end_to_end_through_the_meter() {
             DiskDelta {
                 disk_bytes: 1110 * 1024,
                 drbd_deferred: None,
-                drbd_checkpoints: None
+                drbd_checkpoints: None,
+                ..DiskDelta::default()
             }
         );
         assert!(

@@ -44,6 +44,10 @@ const RELEASES: [&str; 10] = [
     "4.1.2", "4.2.0", "4.5.5", "4.6.0", "4.7.0", "4.14.0", "4.15.0", "4.17.7", "4.20.4", "4.22.0",
 ];
 
+/// Releases of [`RELEASES`] with blktap2 (Xen 4.0-4.12), whose tap-remus
+/// driver the series patches (disk epochs, docs/disk.md).
+const BLKTAP2_RELEASES: [&str; 5] = ["4.1.2", "4.2.0", "4.5.5", "4.6.0", "4.7.0"];
+
 /// Releases whose libxenguest is also linked and compared with the
 /// unpatched build of the same tree (XEN_CHECK_FULL=1): Debian 12's and
 /// Debian 13's Xen and the newest release.
@@ -230,8 +234,10 @@ fn every_given_tree_applies_and_compiles() {
     let total = started.elapsed();
 
     // The table of docs/xen-versions.md.
-    println!("| release | series | applies | compiles | config | full build | check took |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| release | series | applies | compiles | config | full build | tap-remus (blktap2) | check took |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for c in &checks {
         let get = |k: &str| c.result.get(k).cloned().unwrap_or_else(|| "-".into());
         let version = get("version");
@@ -250,8 +256,14 @@ fn every_given_tree_applies_and_compiles() {
         } else {
             format!("cargo build: compile check; {linked}")
         };
+        let blktap2 = match get("blktap2").as_str() {
+            "compiled" => "block-remus.o + remus_ckpt.o compiled (-Werror)".to_string(),
+            "skipped" => "no tools/blktap2 in this tree".to_string(),
+            "-" => "no blktap2 (removed after 4.12)".to_string(),
+            other => other.to_string(),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} s |",
             c.release,
             if c.result.is_empty() {
                 "unsupported".to_string()
@@ -262,6 +274,7 @@ fn every_given_tree_applies_and_compiles() {
             get("compiles"),
             get("config"),
             full_build,
+            blktap2,
             c.took.as_secs()
         );
     }
@@ -325,6 +338,17 @@ fn every_given_tree_applies_and_compiles() {
                     c.result.get("stubdom").map(String::as_str),
                     Some("excluded"),
                     "{}: remus_ckpt.c not proved out of the stubdom build:\n{}",
+                    c.release,
+                    c.output
+                );
+            }
+            // Xen 4.0-4.12 have blktap2: the tap-remus driver with the
+            // series' hook must have been compiled.
+            if BLKTAP2_RELEASES.contains(&c.release.as_str()) {
+                assert_eq!(
+                    c.result.get("blktap2").map(String::as_str),
+                    Some("compiled"),
+                    "{}: the patched tap-remus driver was not compiled:\n{}",
                     c.release,
                     c.output
                 );

@@ -7,7 +7,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::tap_remus::TapRemusSource;
 use super::DiskSource;
+use crate::record::Record;
 
 /// What the disk side added to one checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,6 +23,13 @@ pub struct DiskDelta {
     /// remus-drbd `chkpt:` now (checkpoints the peer acknowledged so far),
     /// summed over the sources that report it; cumulative, not a delta.
     pub drbd_checkpoints: Option<u64>,
+    /// tap-remus disk epochs joined to this checkpoint, summed over the
+    /// drivers; None without a tap-remus source. 1 per driver is normal;
+    /// [`DiskDelta::disk_unknown`] says when one was missing.
+    pub disk_epochs: Option<u64>,
+    /// A tap-remus epoch of this checkpoint is missing: `disk_bytes` lacks
+    /// its bytes and must not be taken as the checkpoint's disk size.
+    pub disk_unknown: bool,
 }
 
 struct Metered {
@@ -33,12 +42,15 @@ struct Metered {
 #[derive(Default)]
 pub struct DiskMeter {
     sources: Vec<Metered>,
+    /// tap-remus drivers: per-epoch records, joined per checkpoint.
+    epochs: Vec<TapRemusSource>,
 }
 
 impl std::fmt::Debug for DiskMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskMeter")
             .field("sources", &self.source_names())
+            .field("epochs", &self.epochs.len())
             .finish()
     }
 }
@@ -54,7 +66,14 @@ impl DiskMeter {
                     last_kib: None,
                 })
                 .collect(),
+            epochs: Vec::new(),
         }
+    }
+
+    /// Adds tap-remus epoch sources (joined in [`DiskMeter::on_record`]).
+    pub fn with_epochs(mut self, epochs: Vec<TapRemusSource>) -> Self {
+        self.epochs = epochs;
+        self
     }
 
     /// Names of the sources still being metered.
@@ -62,12 +81,46 @@ impl DiskMeter {
         self.sources
             .iter()
             .map(|m| m.source.name().to_owned())
+            .chain(self.epochs.iter().map(|e| e.name().to_owned()))
             .collect()
     }
 
     /// True when no source is left (never had one, or all failed).
     pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+        self.sources.is_empty() && self.epochs.is_empty()
+    }
+
+    /// [`DiskMeter::on_checkpoint`] plus the tap-remus epochs of `rec`
+    /// (joined by commit order, module [`crate::disk::tap_remus`]). A
+    /// missing or extra epoch is said on stderr and in the delta; a driver
+    /// whose FIFO fails is dropped with one warning, as a DRBD source is.
+    pub fn on_record(&mut self, rec: &Record) -> DiskDelta {
+        let mut delta = self.on_checkpoint();
+        if self.epochs.is_empty() {
+            return delta;
+        }
+        let mut joined = 0u64;
+        self.epochs.retain_mut(|src| match src.on_record(rec) {
+            Ok(m) => {
+                if let Some(warning) = src.anomaly(rec, &m) {
+                    eprintln!("{warning}");
+                }
+                delta.disk_unknown |= m.epochs == 0;
+                joined = joined.saturating_add(m.epochs);
+                delta.disk_bytes = delta.disk_bytes.saturating_add(m.wire_bytes);
+                true
+            }
+            Err(e) => {
+                eprintln!(
+                    "remus-ckpt: warning: disk source {} failed, continuing without it \
+                     (disk_bytes no longer counts it): {e:#}",
+                    src.name()
+                );
+                false
+            }
+        });
+        delta.disk_epochs = Some(joined);
+        delta
     }
 
     /// Samples every source once; call once per checkpoint record. The

@@ -21,6 +21,7 @@ pub mod proc_drbd;
 pub mod proc_source;
 pub mod simulated;
 pub mod spec;
+pub mod tap_remus;
 
 pub use counter::{Counter, CounterStep, CounterWidth};
 pub use events2::{parse_events2, parse_events2_line, Events2State};
@@ -30,6 +31,7 @@ pub use open::{open_with, DiskBackends};
 pub use proc_drbd::{parse_proc_drbd, ProcDrbd, ProcFlavor, ProcMinor};
 pub use proc_source::{ProcDrbdSource, ProcPaths};
 pub use simulated::{SimulatedDisk, SimulatedDiskHandle};
+pub use tap_remus::{DiskEpoch, EpochJoin, EpochMatch, TapRemusSource};
 /// Sums two optional counters: a missing one adds nothing, and the sum is
 /// missing only when both are (a source without the counter at all).
 pub(crate) fn add_counts(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -65,12 +67,14 @@ pub trait DiskSource: Send {
 /// `--disk` for the `watch`, `run` and `simulate` subcommands to flatten in.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct DiskArgs {
-    /// Count the DRBD replication traffic of this device into each
+    /// Count the disk replication traffic of this device into each
     /// checkpoint's size (disk_bytes column, bytes sent to the peer during
     /// the checkpoint's epoch). A minor (drbd:0, drbd:/dev/drbd0) or a
     /// resource name (drbd:r0); DRBD 8.3/8.4/remus-drbd via /proc/drbd,
     /// DRBD 9 via `drbdsetup events2`. `drbd:sim` is the simulated disk of
-    /// `simulate`. Repeat for several devices; their bytes add up.
-    #[arg(long = "disk", value_name = "drbd:RESOURCE|MINOR")]
+    /// `simulate`. tap-remus:HOST:PORT: blktap2's tap-remus driver (Xen
+    /// 4.0-4.12), per checkpoint epoch, from the records of the patched
+    /// driver (docs/disk.md). Repeat for several devices; bytes add up.
+    #[arg(long = "disk", value_name = "drbd:RESOURCE|MINOR|tap-remus:HOST:PORT")]
     pub disk: Vec<DiskSpec>,
 }

@@ -12,6 +12,7 @@ use super::proc_drbd::ProcFlavor;
 use super::proc_source::{read_proc_drbd, ProcDrbdSource, ProcPaths};
 use super::simulated::{SimulatedDisk, SimulatedDiskHandle};
 use super::spec::DiskSpec;
+use super::tap_remus::TapRemusSource;
 use super::DiskSource;
 
 /// Where each kind of disk source reads its counters: DRBD 8.x's
@@ -43,6 +44,7 @@ pub fn open_with(spec: &DiskSpec, options: &DiskBackends) -> Result<Box<dyn Disk
                 *minor,
                 &options.events2,
             )?)),
+            DiskSpec::TapRemus(_) => bail!("{spec} is not a DRBD device"),
         },
         _ => Ok(Box::new(ProcDrbdSource::open(
             spec,
@@ -56,10 +58,21 @@ impl DiskMeter {
     /// Opens every spec; fails (naming the spec) if any cannot be opened,
     /// since a typo in `--disk` should stop the run before it starts.
     pub fn open(specs: &[DiskSpec], options: &DiskBackends) -> Result<DiskMeter> {
-        let sources = specs
-            .iter()
-            .map(|spec| open_with(spec, options).with_context(|| format!("--disk {spec}")))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(DiskMeter::new(sources))
+        let mut sources = Vec::new();
+        let mut epochs = Vec::new();
+        for spec in specs {
+            if let DiskSpec::TapRemus(arg) = spec {
+                if options.simulated.is_some() {
+                    bail!("--disk {spec}: `simulate` has only the simulated disk (drbd:sim)");
+                }
+                let control = super::tap_remus::control_fifo(arg);
+                epochs.push(
+                    TapRemusSource::open(&control).with_context(|| format!("--disk {spec}"))?,
+                );
+                continue;
+            }
+            sources.push(open_with(spec, options).with_context(|| format!("--disk {spec}"))?);
+        }
+        Ok(DiskMeter::new(sources).with_epochs(epochs))
     }
 }

@@ -121,10 +121,12 @@ impl ProcDrbdSource {
         let minors = match spec {
             DiskSpec::Minor(minor) => vec![*minor],
             DiskSpec::Resource(name) => resolve_resource(&paths.by_res_dir, name, proc)?,
+            DiskSpec::TapRemus(_) => bail!("{spec} is not a DRBD device"),
         };
         let connect_hint = match spec {
             DiskSpec::Resource(name) => format!("drbdadm connect {name}"),
             DiskSpec::Minor(minor) => format!("drbdadm connect <resource of /dev/drbd{minor}>"),
+            DiskSpec::TapRemus(_) => String::new(),
         };
         for &minor in &minors {
             let block = proc

@@ -19,6 +19,10 @@ pub enum DiskSpec {
     Minor(u32),
     /// A DRBD resource name: `drbd:r0`, `drbd:/dev/drbd/by-res/r0`.
     Resource(String),
+    /// blktap2's tap-remus driver (Xen 4.0-4.12): `tap-remus:HOST:PORT`
+    /// (the domain's `tap:remus:HOST:PORT|...` disk), or its control FIFO
+    /// by name or absolute path (see [`crate::disk::tap_remus`]).
+    TapRemus(String),
 }
 
 impl DiskSpec {
@@ -57,10 +61,20 @@ impl FromStr for DiskSpec {
 
     fn from_str(text: &str) -> Result<Self> {
         let trimmed = text.trim();
+        if let Some(arg) = trimmed.strip_prefix("tap-remus:") {
+            if arg.is_empty() || arg.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!(
+                    "'{text}': expected tap-remus:HOST:PORT (as in the domain's \
+                     tap:remus:HOST:PORT disk) or tap-remus:/var/run/tap/remus_... \
+                     (the driver's control FIFO)"
+                );
+            }
+            return Ok(DiskSpec::TapRemus(arg.to_owned()));
+        }
         let Some(rest) = trimmed.strip_prefix("drbd:") else {
             bail!(
                 "'{text}' is not a disk spec: expected drbd:RESOURCE or drbd:MINOR \
-                 (e.g. drbd:r0, drbd:0, drbd:/dev/drbd0)"
+                 (e.g. drbd:r0, drbd:0, drbd:/dev/drbd0), or tap-remus:HOST:PORT"
             );
         };
         if let Some(name) = rest.strip_prefix("/dev/drbd/by-res/") {
@@ -88,6 +102,7 @@ impl fmt::Display for DiskSpec {
         match self {
             DiskSpec::Minor(minor) => write!(f, "drbd:{minor}"),
             DiskSpec::Resource(name) => write!(f, "drbd:{name}"),
+            DiskSpec::TapRemus(arg) => write!(f, "tap-remus:{arg}"),
         }
     }
 }
@@ -127,6 +142,11 @@ mod tests {
 
     #[test]
     fn clear_errors() {
+        assert_eq!(
+            "tap-remus:10.0.0.2:9000".parse::<DiskSpec>().unwrap(),
+            DiskSpec::TapRemus("10.0.0.2:9000".into())
+        );
+        assert!("tap-remus:".parse::<DiskSpec>().is_err());
         let err = "tap:remus:foo".parse::<DiskSpec>().unwrap_err().to_string();
         assert!(err.contains("drbd:RESOURCE or drbd:MINOR"), "{err}");
         let err = "drbd:".parse::<DiskSpec>().unwrap_err().to_string();

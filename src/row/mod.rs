@@ -85,6 +85,16 @@ pub struct Row {
     /// Time spent in those probes (the guest is paused in each).
     #[serde(default)]
     pub probe_ms: f64,
+    /// tap-remus disk epochs joined to this checkpoint (empty: no
+    /// tap-remus source). One per driver is normal; more: extra flushes,
+    /// whose bytes are in `disk_bytes` (docs/disk.md).
+    #[serde(default)]
+    pub disk_epochs: Option<u64>,
+    /// 1: a tap-remus epoch of this checkpoint is missing, so `disk_bytes`
+    /// lacks its bytes (it holds only what is known) and the row was not
+    /// fed to a `--size-metric total` policy.
+    #[serde(default)]
+    pub disk_unknown: u8,
 }
 
 /// The header line: the column names in file order, as serde names them
@@ -132,6 +142,8 @@ mod tests {
             budget_pages: 20,
             probes: 21,
             probe_ms: 22.5,
+            disk_epochs: Some(23),
+            disk_unknown: 1,
         }
     }
 

@@ -102,7 +102,8 @@ mod tests {
         assert_eq!(text.lines().count(), 1);
         assert!(
             text.trim_end().ends_with(
-                "drbd_checkpoints,gap,trigger,dirty_at_trigger,budget_pages,probes,probe_ms"
+                "drbd_checkpoints,gap,trigger,dirty_at_trigger,budget_pages,probes,probe_ms,\
+                 disk_epochs,disk_unknown"
             ),
             "{text}"
         );

@@ -1145,7 +1145,7 @@ pub enum Kind {
 }
 
 /// The columns the CSV sink writes, in order, with their kinds.
-pub const CSV_COLUMNS: [(&str, Kind); 24] = [
+pub const CSV_COLUMNS: [(&str, Kind); 26] = [
     ("seq", Kind::U64),
     ("t_s", Kind::F64),
     ("dirty_pages", Kind::U64),
@@ -1170,6 +1170,9 @@ pub const CSV_COLUMNS: [(&str, Kind); 24] = [
     ("budget_pages", Kind::U64),
     ("probes", Kind::U64),
     ("probe_ms", Kind::F64),
+    ("disk_epochs", Kind::OptU64),
+    // A u8 flag, read as `live` is.
+    ("disk_unknown", Kind::Live),
 ];
 
 /// Headers of the CSVs this reader must read: the current one, the one
@@ -1449,6 +1452,8 @@ fn valid_row(u: &mut Unstructured) -> Row {
         budget_pages: u.num(),
         probes: u.num(),
         probe_ms: valid_f64(u),
+        disk_epochs: opt(u),
+        disk_unknown: u.u8() % 2,
     }
 }
 

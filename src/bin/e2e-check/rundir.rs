@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use remus_ckpt::report::read_csv;
+use remus_ckpt::row::read_csv;
 use remus_ckpt::row::Row;
 
 /// What xl -vvv prints once per guest suspend, i.e. once per checkpoint
