@@ -74,4 +74,9 @@ pub struct Row {
     /// Time spent in those probes (the guest is paused in each).
     #[serde(default)]
     pub probe_ms: f64,
+    /// 1: the log-dirty CLEAN of this checkpoint failed (legacy Xen
+    /// 4.1-4.5; the save went on): `dirty_pages` and `memory_bytes` are 0
+    /// and no count, and the row was not fed to the policy. 0 normally.
+    #[serde(default)]
+    pub clean_error: u8,
 }

@@ -113,9 +113,8 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(
-            text.trim_end().ends_with(
-                "drbd_checkpoints,gap,trigger,dirty_at_trigger,budget_pages,probes,probe_ms"
-            ),
+            text.trim_end()
+                .ends_with("gap,trigger,dirty_at_trigger,budget_pages,probes,probe_ms,clean_error"),
             "{text}"
         );
         assert!(crate::report::read_csv(&p).unwrap().is_empty());
