@@ -3,6 +3,7 @@
 pub mod doctor;
 pub mod dump;
 pub mod generate;
+pub mod py_remus;
 pub mod run;
 pub mod simulate;
 pub mod watch;
