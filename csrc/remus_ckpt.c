@@ -575,6 +575,9 @@ int remus_ckpt_format(const struct remus_ckpt_record *rec, char *buf,
                     NR_NAMES(ctl_state_names)) )
         return -1;
     budget_format(&l, rec);
+    /* Only when the CLEAN failed: dirty_pages=0 is then no count. */
+    if ( rec->clean_error )
+        LINE_U64(&l, "clean_error", 1);
     if ( rec->end )
     {
         const char *end = end_name(rec->end);
@@ -1827,6 +1830,15 @@ void remus_ckpt_dirty(struct remus_ckpt *ckpt, uint64_t dirty_pages,
 
     ckpt->cur.dirty_pages = dirty_pages;
     ckpt->cur.deferred_pages = deferred_pages;
+}
+
+void remus_ckpt_clean_failed(struct remus_ckpt *ckpt)
+{
+    if ( !ckpt )
+        return;
+
+    ckpt->cur.dirty_pages = 0;
+    ckpt->cur.clean_error = 1;
 }
 
 void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes, uint64_t pages)

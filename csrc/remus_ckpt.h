@@ -15,6 +15,7 @@
  *     remus_ckpt_gate(ckpt, live)           just before suspending the guest
  *     remus_ckpt_mark(ckpt, SUSPENDED)      guest is paused
  *     remus_ckpt_dirty(ckpt, dirty, defer)  from the log-dirty CLEAN
+ *       or remus_ckpt_clean_failed(ckpt)    when that CLEAN failed (legacy)
  *     remus_ckpt_wrote(ckpt, bytes, pages)  from every write to the stream
  *     remus_ckpt_mark(ckpt, SENT)           checkpoint written to the stream
  *     remus_ckpt_mark(ckpt, RESUMED)        postcopy returned: guest runs
@@ -53,7 +54,7 @@
 /*
  * Upper bound of one record line, newline included: below Linux's PIPE_BUF
  * (4096), so one write() to a pipe is atomic.  The longest possible record
- * is 804 bytes (docs/protocol.md): every record fits.
+ * is 818 bytes (docs/protocol.md): every record fits.
  */
 #define REMUS_CKPT_RECORD_MAX 1024
 /* Largest interval accepted on the control pipe. */
@@ -167,6 +168,8 @@ struct remus_ckpt_record {
     uint64_t budget_pages;     /* latest valid commanded budget; 0: off */
     uint64_t probe_errors;     /* failed probe calls so far */
     uint32_t end;              /* enum remus_ckpt_end; 0: the save goes on */
+    uint32_t clean_error;      /* 1: the log-dirty CLEAN failed, dirty_pages
+                                  is 0 and no count (remus_ckpt_clean_failed) */
 };
 
 /* What remus_ckpt_open() reads from the environment, given explicitly. */
@@ -216,6 +219,10 @@ static inline void remus_ckpt_dirty(struct remus_ckpt *ckpt,
                                     uint64_t deferred_pages)
 {
     (void)ckpt; (void)dirty_pages; (void)deferred_pages;
+}
+static inline void remus_ckpt_clean_failed(struct remus_ckpt *ckpt)
+{
+    (void)ckpt;
 }
 static inline void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes,
                                     uint64_t pages)
@@ -298,6 +305,15 @@ void remus_ckpt_mark(struct remus_ckpt *ckpt, unsigned int mark);
 
 void remus_ckpt_dirty(struct remus_ckpt *ckpt, uint64_t dirty_pages,
                       uint64_t deferred_pages);
+
+/*
+ * The log-dirty CLEAN of this checkpoint failed and the save goes on
+ * (legacy xc_domain_save(), Xen 4.1-4.5, logs "Error flushing shadow PT"):
+ * there is no dirty count.  The record says dirty_pages=0 clean_error=1
+ * instead of the stale stats of the failed call.  Call it instead of
+ * remus_ckpt_dirty().  NULL ckpt: no-op.
+ */
+void remus_ckpt_clean_failed(struct remus_ckpt *ckpt);
 
 /* Count bytes (and pages) written to the migration stream. */
 void remus_ckpt_wrote(struct remus_ckpt *ckpt, uint64_t bytes, uint64_t pages);

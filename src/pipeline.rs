@@ -177,10 +177,13 @@ impl Controller {
         let size = CheckpointSize::of(rec, disk.disk_bytes);
         let size_bytes = size.metric_bytes(self.metric);
         // A missing disk epoch leaves the total size unknown: no policy
-        // step on a number that would be too small.
+        // step on a number that would be too small. A failed CLEAN
+        // (legacy Xen) leaves no dirty count: a policy fed dirty_pages=0
+        // would take it for an idle guest.
         let size_unknown = disk.disk_unknown && self.metric == SizeMetric::Total;
-        let next = if row_gap > 0 || size_unknown {
-            // Not a normal period: keep the decision, skip the policy step.
+        let next = if row_gap > 0 || size_unknown || rec.clean_error {
+            // Not a normal period, or no size to judge: keep the
+            // decision, skip the policy step.
             self.wanted
         } else {
             self.policy.decide(&Observation {
@@ -232,6 +235,7 @@ impl Controller {
             probe_ms: rec.probe_ns as f64 / 1e6,
             disk_epochs: disk.disk_epochs,
             disk_unknown: u8::from(disk.disk_unknown),
+            clean_error: u8::from(rec.clean_error),
         };
         Step {
             row,
@@ -934,6 +938,34 @@ mod tests {
         step(&mut c, &slow);
         let s = step(&mut c, &rec(8, 26_650 + 3_100, 32 << 20, 25));
         assert_eq!(s.row.gap, 0);
+    }
+
+    #[test]
+    fn a_failed_clean_is_marked_and_not_fed_to_the_policy() {
+        // Before: a legacy record after a failed CLEAN showed its stale
+        // count as exact and was fed to the policy.
+        let mut c = controller();
+        step(&mut c, &rec(0, 0, 100 << 20, 0));
+        let s = step(&mut c, &rec(1, 200, 32 << 20, 200));
+        assert_eq!((s.row.clean_error, s.row.next_interval_ms), (0, 100));
+        let failed = Record {
+            dirty_pages: 0,
+            clean_error: true,
+            ..rec(2, 300, 32 << 20, 100)
+        };
+        let s = step(&mut c, &failed);
+        assert_eq!((s.row.clean_error, s.row.dirty_pages), (1, 0));
+        assert_eq!((s.row.gap, s.gap), (0, 0), "nothing is missing");
+        assert_eq!(
+            (s.row.next_interval_ms, s.command_ms),
+            (100, None),
+            "the 32 MiB checkpoint above Lmax was not fed: no halving"
+        );
+        let s = step(&mut c, &rec(3, 400, 32 << 20, 100));
+        assert_eq!(
+            (s.row.clean_error, s.row.next_interval_ms, s.command_ms),
+            (0, 50, Some(50))
+        );
     }
 
     fn budget_controller() -> Controller {

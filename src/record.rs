@@ -121,6 +121,10 @@ pub struct Record {
     /// checkpoint callback returned 0; `error`); `None` while the save goes
     /// on. Values this build does not know are kept as they are.
     pub end: Option<String>,
+    /// `clean_error=1`: the log-dirty CLEAN of this checkpoint failed and
+    /// the save went on (legacy Xen 4.1-4.5), so `dirty_pages` (0) is no
+    /// count. Absent: false.
+    pub clean_error: bool,
 }
 
 impl Record {
@@ -258,6 +262,15 @@ fn state(key: &str, value: &str) -> Result<String, ParseError> {
     Ok(value.to_string())
 }
 
+/// A 0|1 key (`live=`, `clean_error=`).
+fn flag(key: &str, value: &str) -> Result<bool, ParseError> {
+    match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(bad(key, value)),
+    }
+}
+
 fn bad(key: &str, value: &str) -> ParseError {
     ParseError::BadValue {
         key: key.to_string(),
@@ -319,13 +332,7 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
                 _ => return Err(bad(key, value)),
             }
         }
-        "live" => {
-            rec.live = match value {
-                "0" => false,
-                "1" => true,
-                _ => return Err(bad(key, value)),
-            }
-        }
+        "live" => rec.live = flag(key, value)?,
         "page_size" => {
             rec.page_size = num(key, value)?;
             if rec.page_size == 0 {
@@ -350,6 +357,7 @@ fn apply_optional(rec: &mut Record, key: &str, value: &str) -> Result<(), ParseE
         "budget_pages" => rec.budget_pages = num(key, value)?,
         "probe_errors" => rec.probe_errors = num(key, value)?,
         "end" => rec.end = Some(state(key, value)?),
+        "clean_error" => rec.clean_error = flag(key, value)?,
         // Forward compatibility: keys of newer writers are ignored.
         _ => {}
     }
@@ -410,6 +418,9 @@ fn format_line(rec: &Record) -> String {
             rec.budget_pages,
             rec.probe_errors
         ));
+    }
+    if rec.clean_error {
+        line.insert_str(line.len() - 1, " clean_error=1");
     }
     if let Some(e) = &rec.end {
         line.insert_str(line.len() - 1, &format!(" end={e}"));
@@ -490,6 +501,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_failed_clean() {
+        // Before: a failed CLEAN (legacy Xen) left a stale dirty count that
+        // read as exact; now the record flags it and the flag is kept.
+        assert!(!parse_line(LINE).unwrap().clean_error);
+        let line = LINE.replace("dirty_pages=1201", "dirty_pages=0").replace(
+            "ctl_rejected=1\n",
+            "ctl_rejected=1 clean_error=1 end=abort\n",
+        );
+        let rec = parse_line(&line).unwrap();
+        assert!(rec.clean_error);
+        assert_eq!(rec.dirty_pages, 0);
+        assert_eq!(rec.end.as_deref(), Some("abort"));
+        assert_eq!(format_line(&rec), line);
+        for bad in ["clean_error=2", "clean_error=", "clean_error=yes"] {
+            assert!(
+                matches!(
+                    parse_line(&LINE.replace("ctl_rejected=1", &format!("ctl_rejected=1 {bad}"))),
+                    Err(ParseError::BadValue { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_the_budget_keys() {
         let line = LINE.replace(
             "ctl_rejected=1\n",
@@ -560,12 +596,14 @@ mod tests {
                       raw in proptest::option::of(any::<u64>()), live in any::<bool>(),
                       t in any::<[u64; 6]>(), interval in any::<u32>(), dropped in any::<u64>(),
                       stats_state in proptest::option::of("[a-z]{1,9}"),
-                      ctl_state in proptest::option::of("[a-z]{1,9}")) {
+                      ctl_state in proptest::option::of("[a-z]{1,9}"),
+                      clean_error in any::<bool>()) {
             let rec = Record {
                 seq, dirty_pages: dirty, pages_sent: dirty, bytes_sent: bytes, bytes_raw: raw,
                 live, page_size: 4096, t_gate_ns: t[0], t_suspend_ns: t[1], t_suspended_ns: t[2],
                 t_sent_ns: t[3], t_resumed_ns: t[4], t_done_ns: t[5], interval_ms: interval,
-                cmd_interval_ms: interval, dropped, stats_state, ctl_state, ..Record::default()
+                cmd_interval_ms: interval, dropped, stats_state, ctl_state, clean_error,
+                ..Record::default()
             };
             prop_assert_eq!(parse_line(&format_line(&rec)), Ok(rec));
         }

@@ -91,6 +91,10 @@ fn reference_line(r: &ffi::remus_ckpt_record) -> String {
             r.dirty_at_trigger, r.probes, r.probe_ns, r.budget_pages, r.probe_errors
         );
     }
+    // clean_error=1: only when the CLEAN failed (legacy Xen).
+    if r.clean_error != 0 {
+        s += " clean_error=1";
+    }
     // end=: only on the record of the checkpoint the save ended at.
     if r.end != 0 {
         let end = match r.end {
@@ -120,9 +124,9 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
         any::<u64>(),
         prop_oneof![Just(REMUS), Just(COLO)],
         any::<bool>(),
-        (0u32..=2, 0u32..=6),
+        (0u32..=2, 0u32..=6, 0u32..=1),
     )
-        .prop_map(|(u, w, raw, seq, stream, live, (stats_state, ctl_state))| {
+        .prop_map(|(u, w, raw, seq, stream, live, (stats_state, ctl_state, clean_error))| {
             ffi::remus_ckpt_record {
                 seq,
                 domid: w[0],
@@ -147,6 +151,7 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
                 ctl_rejected: u64::from(w[4]),
                 stats_state,
                 ctl_state,
+                clean_error,
                 ..Default::default()
             }
         })
@@ -338,6 +343,75 @@ fn end_emits_the_last_checkpoint_with_its_reason() {
     unsafe { ffi::remus_ckpt_end(std::ptr::null_mut(), 1) };
 }
 
+/// A legacy save whose log-dirty CLEAN failed (Xen 4.1-4.5 goes on)
+/// calls remus_ckpt_clean_failed() instead of remus_ckpt_dirty(): the
+/// record says dirty_pages=0 clean_error=1 (before end=), only for that
+/// checkpoint, and the consumer's parser and controller keep the flag and
+/// mark the row.  Before: the stale count of the failed call was recorded
+/// as if it were the checkpoint's.
+#[test]
+fn clean_failed_is_flagged_and_parsed() {
+    use remus_ckpt::disk::DiskDelta;
+    use remus_ckpt::pipeline::Controller;
+    use remus_ckpt::policy::PolicyArgs;
+    use remus_ckpt::size::SizeMetric;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stats");
+    mkfifo(&path, 0o600);
+    let reader = fifo_reader(&path);
+    let mut ckpt =
+        open(CkptStream::Remus, Some(path.to_str().unwrap()), None).expect("configured");
+    // seq 0: the live round, counted; seq 1: the CLEAN fails; seq 2:
+    // counted again; seq 3: the CLEAN fails and the save ends there.
+    for seq in 0..4u64 {
+        ckpt.gate(seq == 0);
+        ckpt.mark(SUSPENDED);
+        ckpt.dirty(700 + seq, 0);
+        if seq % 2 == 1 {
+            // SAFETY: the handle is live and used by this thread only.
+            unsafe { ffi::remus_ckpt_clean_failed(ckpt.as_ptr()) };
+        }
+        ckpt.wrote(4096 * (seq + 1), seq + 1);
+        ckpt.mark(SENT);
+        ckpt.mark(RESUMED);
+        if seq == 3 {
+            ckpt.end(End::Abort);
+        } else {
+            ckpt.emit();
+        }
+    }
+    let got = lines(&read_available(&reader));
+    assert_eq!(got.len(), 4, "{got:?}");
+    let mut c = Controller::new(PolicyArgs::default().build().unwrap(), SizeMetric::Wire);
+    for (seq, line) in got.iter().enumerate() {
+        let failed = seq % 2 == 1;
+        let kv = parse_line(line);
+        assert_eq!(num(&kv, "seq"), seq as u64);
+        assert_eq!(num(&kv, "bytes_sent"), 4096 * (seq as u64 + 1));
+        let rec = remus_ckpt::record::parse_line(line).expect("the consumer parses it");
+        assert_eq!(rec.clean_error, failed, "{line}");
+        assert!(line.contains(" clean_error=1") == failed, "{line}");
+        let row = c.on_record(&rec, DiskDelta::default()).row;
+        assert_eq!(row.clean_error, u8::from(failed), "{line}");
+        if failed {
+            assert_eq!(num(&kv, "dirty_pages"), 0, "no stale count: {line}");
+            assert_eq!(row.dirty_pages, 0);
+        } else {
+            assert_eq!(num(&kv, "dirty_pages"), 700 + seq as u64, "{line}");
+        }
+    }
+    assert!(
+        got[3].ends_with(" clean_error=1 end=abort\n"),
+        "order: clean_error, then end last: {}",
+        got[3]
+    );
+    assert_eq!(ckpt.last().unwrap().clean_error, 1);
+    // NULL: a no-op, as every call.
+    // SAFETY: remus_ckpt_clean_failed accepts NULL and then does nothing.
+    unsafe { ffi::remus_ckpt_clean_failed(std::ptr::null_mut()) };
+}
+
 #[test]
 fn format_limits() {
     let max = ffi::remus_ckpt_record {
@@ -370,6 +444,7 @@ fn format_limits() {
         probe_ns: u64::MAX,
         budget_pages: u64::MAX,
         probe_errors: u64::MAX,
+        clean_error: 1,
         end: ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER,
     };
     // Every record fits: the longest possible one (every number at its
@@ -418,6 +493,7 @@ fn format_limits() {
         probe_ns: 60_000 * MS,
         budget_pages: 1 << 40,
         probe_errors: 9_999_999_999,
+        clean_error: 1,
         end: ffi::remus_ckpt_end_REMUS_CKPT_END_FAILOVER,
     };
     let want = reference_line(&big);

@@ -38,11 +38,16 @@ fn chmod(path: &Path, mode: u32) {
 /// A lib dir that passes `run`'s checks: the SONAME file, root-owned, in a
 /// directory nobody else can write.
 fn fake_lib_dir(dir: &Path) -> PathBuf {
+    fake_lib_dir_with(dir, "libxenguest.so.4.17")
+}
+
+/// [`fake_lib_dir`] holding `soname` (Xen 4.1's is libxenguest.so.4.0).
+fn fake_lib_dir_with(dir: &Path, soname: &str) -> PathBuf {
     let lib = dir.join("lib");
     std::fs::create_dir(&lib).unwrap();
     chmod(&lib, 0o755);
-    std::fs::write(lib.join("libxenguest.so.4.17"), b"").unwrap();
-    chmod(&lib.join("libxenguest.so.4.17"), 0o644);
+    std::fs::write(lib.join(soname), b"").unwrap();
+    chmod(&lib.join(soname), 0o644);
     lib
 }
 
@@ -631,6 +636,175 @@ fn helper_in_a_directory_of_nobody_is_refused() {
         "{err}"
     );
     assert!(after_run(out).is_empty(), "{err}");
+}
+
+/// A stand-in for Xen 4.1's Python `remus`: it saves in its own process,
+/// so it records its own environment and arguments and, as the patched
+/// libxenguest inside it would, writes three records (the live round 64
+/// MiB, then 16 MiB each, above Lmax) and reads the controller's interval.
+fn py_remus_writing_records(out: &Path) -> PathBuf {
+    let remus = out.join("remus");
+    let mut body = format!(
+        "env > {o}/remus-env\necho \"$@\" > {o}/remus-args\n\
+         find /run -mindepth 1 -printf '%m %u %y %p\\n' | sort -k4 > {o}/during-run\n",
+        o = out.display()
+    );
+    for seq in 0..3u64 {
+        let (pages, live) = if seq == 0 { (16384, 1) } else { (4096, 0) };
+        let t = 1_000_000_000 + seq * 200_000_000;
+        body += &format!(
+            "printf 'ckpt v=1 seq={seq} domid=3 stream=remus live={live} page_size=4096 dirty_pages={pages} \
+             deferred_pages=0 pages_sent={pages} bytes_sent={bytes} t_gate={t} t_suspend={t} t_suspended={t1} \
+             t_sent={t2} t_resumed={t2} t_done={t2} interval_ms=0 cmd_interval_ms=0 gate_wait_ns=0 dropped=0 \
+             ctl_rejected=0 stats=ok\\n' > \"$REMUS_CKPT_STATS\"\n",
+            bytes = pages * 4104,
+            t1 = t + 1_000_000,
+            t2 = t + 5_000_000
+        );
+    }
+    body += &format!(
+        "timeout 10 head -n 1 < \"$REMUS_CKPT_CONTROL\" > {o}/ctl\nexit 0\n",
+        o = out.display()
+    );
+    script(&remus, &body);
+    remus
+}
+
+#[test]
+fn run_gives_the_python_remus_the_library_and_the_channels() {
+    if !can_run_privately("run_gives_the_python_remus_the_library_and_the_channels") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let lib = fake_lib_dir_with(out, "libxenguest.so.4.0");
+    let remus = py_remus_writing_records(out);
+    let csv = out.join("run.csv");
+    let o = private_run(out, "0755", "")
+        .env("LD_LIBRARY_PATH", "/opt/inherited")
+        .args([
+            "--quiet",
+            "--policy",
+            "threshold",
+            "--lmax",
+            "8MiB",
+            "--lmin",
+            "1MiB",
+        ])
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--lib-dir")
+        .arg(&lib)
+        .arg("--")
+        .arg(&remus)
+        .args(["--no-net", "guest", "backup-host"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    assert_eq!(
+        std::fs::read_to_string(out.join("remus-args"))
+            .unwrap()
+            .trim(),
+        "-i 1 --no-net guest backup-host",
+        "-i 1 right after remus for an adaptive policy"
+    );
+    let env = std::fs::read_to_string(out.join("remus-env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        var("LD_LIBRARY_PATH"),
+        Some(format!(
+            "{}:/opt/inherited",
+            lib.canonicalize().unwrap().display()
+        )),
+        "the patched library first, the inherited path after it"
+    );
+    let stats = var("REMUS_CKPT_STATS").expect("REMUS_CKPT_STATS");
+    assert!(stats.starts_with("/run/remus-ckpt/run."), "{stats}");
+    assert!(stats.ends_with("/stats.fifo"), "{stats}");
+    let control = var("REMUS_CKPT_CONTROL").expect("REMUS_CKPT_CONTROL");
+    assert_eq!(Path::new(&control).parent(), Path::new(&stats).parent());
+    assert_eq!(var("REMUS_CKPT_FALLBACK_MS").as_deref(), Some("200"));
+    assert_eq!(var("LIBXL_SAVE_HELPER"), None, "no helper to wrap");
+    // The run directory holds the two FIFOs and no wrapper.
+    let during = std::fs::read_to_string(out.join("during-run")).unwrap();
+    assert!(!during.contains("save-helper"), "{during}");
+    assert_eq!(
+        during.lines().filter(|l| l.contains(" p /run/")).count(),
+        2,
+        "{during}"
+    );
+
+    let rows = read_csv(&csv).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // 16 MiB > Lmax 8 MiB: 200 ms halves to 100 ms, commanded to remus.
+    assert_eq!(rows[1].next_interval_ms, 100);
+    let ctl = std::fs::read_to_string(out.join("ctl")).unwrap();
+    assert!(
+        ctl.starts_with("interval_ms="),
+        "remus read an interval: {ctl:?}"
+    );
+    assert_eq!(after_run(out), ["700 root d /run/remus-ckpt"]);
+}
+
+#[test]
+fn python_remus_refusals_name_the_fix() {
+    if !can_run_privately("python_remus_refusals_name_the_fix") {
+        return;
+    }
+    let dir = open_tempdir();
+    let out = dir.path();
+    let lib = fake_lib_dir_with(out, "libxenguest.so.4.0");
+    let remus = py_remus_writing_records(out);
+    let refused = |extra: &[&str], remus_args: &[&str]| -> String {
+        let o = private_run(out, "0755", "")
+            .args(["--quiet", "--csv"])
+            .arg(out.join("run.csv"))
+            .args(extra)
+            .arg("--")
+            .arg(&remus)
+            .args(remus_args)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "run did not refuse: {err}");
+        assert!(!out.join("remus-env").exists(), "remus was started: {err}");
+        assert!(after_run(out).is_empty(), "{err}");
+        err
+    };
+    let lib_arg = lib.to_str().unwrap();
+    // No default library for Xen 4.1.
+    let err = refused(&[], &["guest", "host"]);
+    assert!(
+        err.contains("--lib-dir") && err.contains("patches/xen-4.1"),
+        "{err}"
+    );
+    // A library directory for another Xen.
+    std::fs::create_dir(out.join("x")).unwrap();
+    let other = fake_lib_dir(&out.join("x"));
+    let err = refused(&["--lib-dir", other.to_str().unwrap()], &["g"]);
+    assert!(err.contains("no libxenguest.so.4.0"), "{err}");
+    // No save helper in 4.1.
+    let err = refused(&["--lib-dir", lib_arg, "--helper", "/bin/true"], &["g"]);
+    assert!(err.contains("--helper does not apply"), "{err}");
+    // --timer suspends outside the save loop: the gate cannot pace it.
+    let err = refused(&["--lib-dir", lib_arg], &["--timer", "guest"]);
+    assert!(err.contains("drop --timer"), "{err}");
+    // The rule for what root loads is the same as for xl remus.
+    chmod(&lib, 0o777);
+    as_nobody(&format!("echo evil > {}/libxenctrl.so.4.0", lib.display()));
+    let err = refused(&["--lib-dir", lib_arg], &["guest"]);
+    assert!(
+        err.contains(&format!("{} has mode 0777", lib.display())) && err.contains("chmod go-w"),
+        "{err}"
+    );
 }
 
 #[test]

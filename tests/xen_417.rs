@@ -25,7 +25,11 @@
 //!    real patched save loop.  Covered: save(), suspend_and_send_dirty(),
 //!    write_batch(), write_headers(), write_split_record() and remus_ckpt.c
 //!    as built, writing to a real pipe and a real stats FIFO, for Remus,
-//!    COLO and plain streams (details in save_path.c).  Not covered, as it
+//!    COLO and plain streams (details in save_path.c), with a
+//!    toolstack-style writer appending libxl's records to the same pipe
+//!    between checkpoints: `bytes_sent` is exactly the save code's bytes,
+//!    and the rest of what the pipe carried is exactly that writer's.
+//!    Not covered, as it
 //!    needs a hypervisor and a guest: the hypercalls (log-dirty, foreign
 //!    mapping, domain info are fakes), the x86 HVM/PV save ops (fake guest
 //!    ops), libxl's callbacks and timing, and libxl-save-helper itself.

@@ -5,6 +5,7 @@ pub mod dump;
 pub mod generate;
 pub mod plot;
 pub mod report;
+pub mod py_remus;
 pub mod run;
 pub mod simulate;
 pub mod watch;

@@ -6,6 +6,10 @@
 //! one process and execs Debian's helper. xl, libxl and every other Xen
 //! tool keep Debian's libraries.
 //!
+//! `remus-ckpt run -- remus …` (Xen 4.0–4.4's Python tool, which saves in
+//! its own process): the same settings go into that process's environment
+//! ([`super::py_remus`]).
+//!
 //! `run` runs as root, so everything root executes or loads on its behalf
 //! (the library directory and what is in it, the helper) must pass
 //! [`crate::trust`], and the wrapper and FIFOs live in a fresh private
@@ -23,6 +27,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
+use super::py_remus::{self, PyRemus};
 use super::watch::{consume, finish_metrics, print_outcome, start_metrics};
 use crate::disk::DiskArgs;
 use crate::fifo;
@@ -44,7 +49,7 @@ pub fn lib_soname() -> String {
 }
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval."
+    after_help = "Example:\n  remus-ckpt run --policy threshold --lmin 4MiB --lmax 16MiB --csv run.csv -- \\\n      xl remus -F -b -n -d guest dummyhost\n\nWith an adaptive policy and no -i, `-i 1` is passed to xl so that the\npacing gate in the save helper, steered by the controller, sets the interval.\n\nXen 4.1's Python remus (4.0-4.4), which saves in its own process:\n  remus-ckpt run --policy threshold --lib-dir /path/to/patched/tools/libxc \\\n      --csv run.csv -- remus guest backup-host\n(the library and the channels go into remus's environment; -i 1 likewise)."
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -76,8 +81,10 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// The Remus command: `xl [xl options] remus [remus options] DOMAIN HOST`.
-    #[arg(last = true, required = true, value_name = "XL COMMAND")]
+    /// The Remus command: `xl [xl options] remus [remus options] DOMAIN HOST`,
+    /// or Xen 4.0-4.4's Python `remus [options] DOMAIN [HOST]` (then
+    /// --lib-dir is required and --helper does not apply).
+    #[arg(last = true, required = true, value_name = "REMUS COMMAND")]
     pub command: Vec<OsString>,
 }
 
@@ -150,9 +157,15 @@ pub fn check_executed(lib_dir: &Path, helper: &Path) -> Result<Executed> {
 
 /// The library-directory half of [`check_executed`].
 pub fn check_lib_dir(lib_dir: &Path) -> Result<PathBuf> {
+    check_lib_dir_for(lib_dir, &lib_soname())
+}
+
+/// [`check_lib_dir`] for the library `soname` (the Python `remus` of Xen
+/// 4.0-4.4 loads an older one).
+pub fn check_lib_dir_for(lib_dir: &Path, soname: &str) -> Result<PathBuf> {
     let lib_dir = trust::check(lib_dir, Leaf::Private)
         .with_context(|| format!("refusing the library directory ({EXECUTED})"))?;
-    trust::check(&lib_dir.join(lib_soname()), Leaf::Private)
+    trust::check(&lib_dir.join(soname), Leaf::Private)
         .with_context(|| format!("refusing the patched library ({EXECUTED})"))?;
     let entries = std::fs::read_dir(&lib_dir)
         .with_context(|| format!("cannot list {}", lib_dir.display()))?;
@@ -191,7 +204,8 @@ pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
         .ok_or_else(|| anyhow!("no command after --"))?;
     if Path::new(first).file_name().and_then(|n| n.to_str()) != Some("xl") {
         bail!(
-            "the command after -- must be `xl … remus …` (got {})",
+            "the command after -- must be `xl … remus …`, or Xen 4.0-4.4's Python \
+             `remus …` (got {})",
             first.to_string_lossy()
         );
     }
@@ -236,9 +250,14 @@ pub fn parse_xl(command: &[OsString]) -> Result<XlRemus> {
 /// The `name` label of the metrics: the domain xl was given, unless it
 /// was a domid (the records carry that).
 pub fn domain_name(xl: &XlRemus) -> Option<String> {
-    xl.domain
-        .clone()
+    domain_label(xl.domain.as_deref())
+}
+
+/// A domain operand as the metrics' `name` label: none for a domid.
+fn domain_label(domain: Option<&str>) -> Option<String> {
+    domain
         .filter(|d| !d.is_empty() && !d.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
 }
 
 /// Single-quotes `s` for /bin/sh.
@@ -316,21 +335,22 @@ pub fn write_wrapper(
 /// xl once it runs) from before the directory exists.
 pub fn run(args: &RunArgs) -> Result<i32> {
     args.policy.validate()?;
-    let xl = parse_xl(&args.command)?;
-    let lib_dir = lib_dir(args.lib_dir.as_deref())?;
-    let helper = args.helper.clone().unwrap_or_else(default_helper);
-    if !helper.exists() {
-        bail!(
-            "save helper {} not found: is xen-utils-{} installed? (or pass --helper)",
-            helper.display(),
-            xen_install::major_minor()
-        );
-    }
-    let executed = check_executed(&lib_dir, &helper)?;
+    let target = Target::parse(&args.command)?;
     let policy = args.policy.build()?;
     let adaptive = policy.is_adaptive();
-    // Before xl starts: a port in use stops here, not with Remus running.
-    let mut exporter = start_metrics(&args.metrics, &args.policy, &args.disk, domain_name(&xl))?;
+    let loaded = match &target {
+        Target::Xl(_) => Loaded::Helper(xl_executed(args)?),
+        Target::Python(remus) => Loaded::InProcess(py_remus_lib_dir(args, remus, adaptive)?),
+    };
+    let program = target.program();
+    // Before the command starts: a port in use stops here, not with Remus
+    // running.
+    let mut exporter = start_metrics(
+        &args.metrics,
+        &args.policy,
+        &args.disk,
+        target.domain_name(),
+    )?;
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -350,30 +370,42 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         control: &control,
         fallback_ms: args.policy.initial_ms(),
     });
-    let wrapper = write_wrapper(
-        dir.path(),
-        &executed.lib_dir,
-        &executed.helper,
-        &stats,
-        steering,
-    )?;
+    let environment: Vec<(&str, OsString)> = match &loaded {
+        Loaded::Helper(executed) => {
+            let wrapper = write_wrapper(
+                dir.path(),
+                &executed.lib_dir,
+                &executed.helper,
+                &stats,
+                steering,
+            )?;
+            vec![("LIBXL_SAVE_HELPER", wrapper.into_os_string())]
+        }
+        Loaded::InProcess(lib_dir) => py_remus::environment(
+            lib_dir,
+            std::env::var_os("LD_LIBRARY_PATH"),
+            &stats,
+            steering,
+        ),
+    };
 
     let mut command = args.command.clone();
-    if adaptive && !xl.has_interval {
-        command.insert(xl.remus_index + 1, "1".into());
-        command.insert(xl.remus_index + 1, "-i".into());
+    if adaptive && !target.has_interval() {
+        let at = target.interval_index();
+        command.insert(at, "1".into());
+        command.insert(at, "-i".into());
         eprintln!(
-            "remus-ckpt: passing -i 1 to xl: the controller sets the interval through the gate"
+            "remus-ckpt: passing -i 1 to {program}: the controller sets the interval through the gate"
         );
     } else if adaptive {
         eprintln!(
-            "remus-ckpt: note: xl's own -i also paces; the controller can only lengthen the interval beyond it"
+            "remus-ckpt: note: {program}'s own -i also paces; the controller can only lengthen the interval beyond it"
         );
     }
 
-    // A signal before xl starts: nothing to forward it to; stop here.
+    // A signal before the command starts: nothing to forward it to; stop.
     if let Some(sig) = signals.pending().next() {
-        eprintln!("remus-ckpt: signal {sig} before xl started; stopping");
+        eprintln!("remus-ckpt: signal {sig} before {program} started; stopping");
         return Ok(128 + sig);
     }
 
@@ -393,7 +425,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     );
     let mut child = Command::new(&command[0])
         .args(&command[1..])
-        .env("LIBXL_SAVE_HELPER", &wrapper)
+        .envs(environment)
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", command[0].to_string_lossy()))?;
@@ -402,7 +434,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                eprintln!("remus-ckpt: forwarding signal {sig} to xl (pid {pid})");
+                eprintln!("remus-ckpt: forwarding signal {sig} to {program} (pid {pid})");
                 // SAFETY: kill has no memory-safety preconditions; pid is
                 // our child, which we have not reaped yet.
                 unsafe { libc::kill(pid, sig) };
@@ -437,7 +469,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             .context("cannot start the consumer")?
     };
 
-    let status = child.wait().context("waiting for xl")?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {program}"))?;
     stop.store(true, Ordering::Relaxed);
     signal_handle.close();
     let _ = forwarder.join();
@@ -454,7 +488,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         _ => 1,
     };
     if code != 0 {
-        eprintln!("remus-ckpt: xl exited with status {code}");
+        eprintln!("remus-ckpt: {program} exited with status {code}");
     }
     // Remus itself may have been fine, but rows were lost: say so in the
     // exit status too (xl's own failure status wins).
@@ -465,6 +499,98 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Which Remus `run` drives.
+enum Target {
+    /// `xl … remus …`: libxl-save-helper saves.
+    Xl(XlRemus),
+    /// Xen 4.0-4.4's Python `remus`: saves in its own process.
+    Python(PyRemus),
+}
+
+impl Target {
+    fn parse(command: &[OsString]) -> Result<Target> {
+        match command.first() {
+            Some(first) if py_remus::is_py_remus(first) => {
+                Ok(Target::Python(py_remus::parse(&command[1..])?))
+            }
+            _ => Ok(Target::Xl(parse_xl(command)?)),
+        }
+    }
+
+    /// The command's name in messages.
+    fn program(&self) -> &'static str {
+        match self {
+            Target::Xl(_) => "xl",
+            Target::Python(_) => "remus",
+        }
+    }
+
+    fn has_interval(&self) -> bool {
+        match self {
+            Target::Xl(xl) => xl.has_interval,
+            Target::Python(remus) => remus.has_interval,
+        }
+    }
+
+    /// Where `-i 1` goes: right after `remus` (the subcommand of xl, or the
+    /// Python program itself).
+    fn interval_index(&self) -> usize {
+        match self {
+            Target::Xl(xl) => xl.remus_index + 1,
+            Target::Python(_) => 1,
+        }
+    }
+
+    /// The metrics' `name` label: the domain given, unless a domid.
+    fn domain_name(&self) -> Option<String> {
+        match self {
+            Target::Xl(xl) => domain_name(xl),
+            Target::Python(remus) => domain_label(remus.domain.as_deref()),
+        }
+    }
+}
+
+/// What root makes the save side load, checked.
+enum Loaded {
+    /// The wrapped libxl-save-helper and its library directory.
+    Helper(Executed),
+    /// The library directory the Python `remus` process loads from.
+    InProcess(PathBuf),
+}
+
+/// `xl remus`: the library directory and the helper, both checked.
+fn xl_executed(args: &RunArgs) -> Result<Executed> {
+    let lib_dir = lib_dir(args.lib_dir.as_deref())?;
+    let helper = args.helper.clone().unwrap_or_else(default_helper);
+    if !helper.exists() {
+        bail!(
+            "save helper {} not found: is xen-utils-{} installed? (or pass --helper)",
+            helper.display(),
+            xen_install::major_minor()
+        );
+    }
+    check_executed(&lib_dir, &helper)
+}
+
+/// The Python `remus`: its library directory, checked by the same rule.
+fn py_remus_lib_dir(args: &RunArgs, remus: &PyRemus, adaptive: bool) -> Result<PathBuf> {
+    if args.helper.is_some() {
+        bail!(
+            "--helper does not apply to the Python remus: it runs xc_domain_save() \
+             in its own process, with no save helper"
+        );
+    }
+    if adaptive && remus.timer {
+        bail!(
+            "remus --timer suspends the guest from a timer thread, outside the save \
+             loop, so the gate cannot pace it: drop --timer (or use --policy fixed to \
+             only observe)"
+        );
+    }
+    let (dir, soname) = py_remus::lib_dir(args.lib_dir.as_deref())?;
+    check_lib_dir_for(&dir, soname)
 }
 
 #[cfg(test)]

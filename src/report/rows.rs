@@ -97,9 +97,11 @@ pub fn interval_points(rows: &[&Row]) -> (IntervalSource, Vec<(f64, f64)>) {
 
 /// Dirty pages per second of guest run time: `dirty_pages / period`, which
 /// makes checkpoints taken at different intervals comparable. Rows with
-/// period 0 have no rate and are skipped.
+/// period 0 have no rate and are skipped, and so are rows whose CLEAN
+/// failed (`clean_error`): their dirty_pages is no count.
 pub fn dirty_rate_per_s(row: &Row) -> Option<f64> {
-    (row.period_ms > 0.0).then(|| row.dirty_pages as f64 / (row.period_ms / 1000.0))
+    (row.period_ms > 0.0 && row.clean_error == 0)
+        .then(|| row.dirty_pages as f64 / (row.period_ms / 1000.0))
 }
 
 #[cfg(test)]
@@ -177,6 +179,15 @@ mod tests {
         assert_eq!(
             dirty_rate_per_s(&Row {
                 dirty_pages: 30,
+                ..Row::default()
+            }),
+            None
+        );
+        // A failed CLEAN's 0 is no count: no rate (before: a rate of 0).
+        assert_eq!(
+            dirty_rate_per_s(&Row {
+                period_ms: 300.0,
+                clean_error: 1,
                 ..Row::default()
             }),
             None

@@ -95,6 +95,11 @@ pub struct Row {
     /// fed to a `--size-metric total` policy.
     #[serde(default)]
     pub disk_unknown: u8,
+    /// 1: the log-dirty CLEAN of this checkpoint failed (legacy Xen
+    /// 4.1-4.5; the save went on): `dirty_pages` and `memory_bytes` are 0
+    /// and no count, and the row was not fed to the policy. 0 normally.
+    #[serde(default)]
+    pub clean_error: u8,
 }
 
 /// The header line: the column names in file order, as serde names them
@@ -144,6 +149,7 @@ mod tests {
             probe_ms: 22.5,
             disk_epochs: Some(23),
             disk_unknown: 1,
+            clean_error: 1,
         }
     }
 

@@ -103,7 +103,7 @@ mod tests {
         assert!(
             text.trim_end().ends_with(
                 "drbd_checkpoints,gap,trigger,dirty_at_trigger,budget_pages,probes,probe_ms,\
-                 disk_epochs,disk_unknown"
+                 disk_epochs,disk_unknown,clean_error"
             ),
             "{text}"
         );

@@ -272,6 +272,12 @@ pub fn num(kv: &[(String, String)], key: &str) -> u64 {
 /// Parse a record line back into the C struct (the inverse of format).
 pub fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
     let mut kv = parse_line(line);
+    // clean_error, when present, comes after the state words.
+    let mut clean_error = 0;
+    if kv.last().is_some_and(|(k, _)| k == "clean_error") {
+        assert_eq!(kv.pop().unwrap().1, "1", "clean_error is 1 or absent");
+        clean_error = 1;
+    }
     // The state words, which only come last and in this order.
     let mut ctl_state = 0;
     let mut stats_state = 0;
@@ -315,6 +321,7 @@ pub fn record_from_line(line: &str) -> ffi::remus_ckpt_record {
         ctl_rejected: num(&kv, "ctl_rejected"),
         stats_state,
         ctl_state,
+        clean_error,
         ..Default::default()
     }
 }

@@ -367,6 +367,9 @@ fn reference_line(r: &Record) -> String {
             r.probe_errors
         );
     }
+    if r.clean_error {
+        line.push_str(" clean_error=1");
+    }
     if let Some(e) = &r.end {
         let _ = write!(line, " end={e}");
     }
@@ -446,6 +449,12 @@ fn c_record(u: &mut Unstructured) -> ffi::remus_ckpt_record {
         budget_pages: 0,
         probe_errors: 0,
         end: c_state(u, ENDS.len()),
+        // Any non-zero value is written as clean_error=1.
+        clean_error: match u.u8() % 8 {
+            0 => u.num_u32(),
+            1 => 1,
+            _ => 0,
+        },
     };
     // Half the records have no budget at all (the keys are then omitted
     // whatever the other budget fields say).
@@ -528,6 +537,7 @@ fn expected_record(r: &ffi::remus_ckpt_record) -> Option<Record> {
         budget_pages: r.budget_pages,
         probe_errors: r.probe_errors,
         end: state_name(&ENDS, r.end).ok()?,
+        clean_error: r.clean_error != 0,
     };
     Some(canonical(rec))
 }
@@ -577,6 +587,7 @@ fn c_record_of(rec: &Record) -> Option<ffi::remus_ckpt_record> {
         budget_pages: rec.budget_pages,
         probe_errors: rec.probe_errors,
         end: state(&ENDS, &rec.end)?,
+        clean_error: u32::from(rec.clean_error),
     })
 }
 
@@ -1145,7 +1156,7 @@ pub enum Kind {
 }
 
 /// The columns the CSV sink writes, in order, with their kinds.
-pub const CSV_COLUMNS: [(&str, Kind); 26] = [
+pub const CSV_COLUMNS: [(&str, Kind); 27] = [
     ("seq", Kind::U64),
     ("t_s", Kind::F64),
     ("dirty_pages", Kind::U64),
@@ -1173,11 +1184,13 @@ pub const CSV_COLUMNS: [(&str, Kind); 26] = [
     ("disk_epochs", Kind::OptU64),
     // A u8 flag, read as `live` is.
     ("disk_unknown", Kind::Live),
+    ("clean_error", Kind::Live),
 ];
 
 /// Headers of the CSVs this reader must read: the current one, the one
-/// before the gap and budget columns, and the legacy twelve columns.
-const HEADER_WIDTHS: [usize; 3] = [24, 18, 12];
+/// before `clean_error`, the one before the gap and budget columns, and
+/// the legacy twelve columns.
+const HEADER_WIDTHS: [usize; 4] = [25, 24, 18, 12];
 
 pub fn csv_header(width: usize) -> String {
     let names: Vec<&str> = CSV_COLUMNS[..width].iter().map(|c| c.0).collect();
@@ -1454,6 +1467,7 @@ fn valid_row(u: &mut Unstructured) -> Row {
         probe_ms: valid_f64(u),
         disk_epochs: opt(u),
         disk_unknown: u.u8() % 2,
+        clean_error: u.u8() & 1,
     }
 }
 
@@ -1589,6 +1603,7 @@ fn next_record(u: &mut Unstructured, prev: &Record) -> Record {
         },
         probe_errors: if u.u8() % 4 == 0 { u.num() } else { 0 },
         end: (u.u8() % 8 == 0).then(|| pick_by(&ENDS[1..], u.u8()).to_string()),
+        clean_error: u.u8() % 8 == 0,
     }
 }
 

@@ -18,6 +18,13 @@
  *    record's bytes_sent and pages_sent: per checkpoint, the bytes up to
  *    and including its CHECKPOINT record, and the pages in its PAGE_DATA
  *    records (deferred and XTAB pfns are not pages);
+ *  - what bytes_sent does not count: a toolstack-style writer (as libxl
+ *    does from its own process, on its own descriptor of the same
+ *    stream) appends libxl records after each CHECKPOINT record, in the
+ *    callback where libxl writes them (Remus checkpoint(), COLO
+ *    checkpoint()): an emulator record and CHECKPOINT_END.  Per
+ *    checkpoint, what the stream carried minus bytes_sent is exactly what
+ *    that writer wrote, and bytes_sent is exactly the save code's bytes;
  *  - one record per checkpoint the guest resumed from, the first one
  *    live=1; the last one's callback (Remus checkpoint(), COLO
  *    wait_checkpoint()) returns 0, which ends the save: its record is
@@ -44,6 +51,11 @@
 #define PFN_DEFERRED  5     /* normalise_page() says EAGAIN once */
 #define INTERVAL_MS   40
 #define CHECKPOINTS   3     /* the last one's callback ends the save */
+
+/* libxl's own records (tools/libs/light/libxl_sr_stream_format.h). */
+#define LIBXL_REC_EMULATOR_CONTEXT  0x00000003U
+#define LIBXL_REC_CHECKPOINT_END    0x00000004U
+#define EMULATOR_STATE_BYTES        1001  /* odd: the record is padded */
 
 static int failures;
 
@@ -82,6 +94,9 @@ static struct run {
     uint64_t t_commit_cb[CHECKPOINTS];
     unsigned int suspend_calls, postcopy_calls;
     bool ckpt_was_null;
+    int toolstack_fd;               /* another descriptor of the stream */
+    unsigned int toolstack_calls;
+    uint64_t toolstack_written[CHECKPOINTS];
 } run;
 
 int xc_version(xc_interface *xch, int cmd, void *arg)
@@ -290,6 +305,42 @@ static int cb_postcopy(void *data)
     return 1;
 }
 
+static void write_or_die(int fd, const void *buf, size_t len)
+{
+    if ( write(fd, buf, len) != (ssize_t)len )
+    {
+        perror("toolstack write");
+        exit(2);
+    }
+}
+
+/*
+ * What libxl writes into the stream in the checkpoint callback
+ * (libxl__stream_write_start_checkpoint()): the device model's state as
+ * an EMULATOR_CONTEXT record, then CHECKPOINT_END (8 bytes, even for PV).
+ * Written on run.toolstack_fd, not on ctx->fd, as libxl's own descriptor.
+ */
+static void toolstack_write(void)
+{
+    static const uint8_t zero[8];
+    static char state[EMULATOR_STATE_BYTES];
+    uint32_t emu_hdr[2] = { 1 /* qemu-xen */, 0 };
+    uint32_t rec[2] = { LIBXL_REC_EMULATOR_CONTEXT,
+                        sizeof(emu_hdr) + sizeof(state) };
+    uint32_t end[2] = { LIBXL_REC_CHECKPOINT_END, 0 };
+    size_t pad = ROUNDUP(rec[1], REC_ALIGN_ORDER) - rec[1];
+    unsigned int k = run.toolstack_calls++;
+
+    memset(state, 'q', sizeof(state));
+    write_or_die(run.toolstack_fd, rec, sizeof(rec));
+    write_or_die(run.toolstack_fd, emu_hdr, sizeof(emu_hdr));
+    write_or_die(run.toolstack_fd, state, sizeof(state));
+    write_or_die(run.toolstack_fd, zero, pad);
+    write_or_die(run.toolstack_fd, end, sizeof(end));
+    if ( k < CHECKPOINTS )
+        run.toolstack_written[k] = sizeof(rec) + rec[1] + pad + sizeof(end);
+}
+
 /* Remus checkpoint(), COLO wait_checkpoint(): the last one stops. */
 static int cb_commit(void *data)
 {
@@ -297,12 +348,16 @@ static int cb_commit(void *data)
 
     if ( k < CHECKPOINTS )
         run.t_commit_cb[k] = now_ns();
+    /* Remus: libxl writes its records here, before it commits. */
+    if ( run.stream == XC_STREAM_REMUS )
+        toolstack_write();
     return k + 1 < CHECKPOINTS;
 }
 
-/* COLO's checkpoint() (before postcopy): nothing to do here. */
+/* COLO's checkpoint() (before postcopy): libxl writes its records here. */
 static int cb_colo_checkpoint(void *data)
 {
+    toolstack_write();
     return 1;
 }
 
@@ -319,6 +374,8 @@ struct stream_view {
     int fd;
     uint64_t bytes;                         /* all bytes read */
     uint64_t ckpt_end_bytes[CHECKPOINTS + 1];
+    /* libxl's records after each CHECKPOINT, up to its CHECKPOINT_END */
+    uint64_t toolstack_bytes[CHECKPOINTS + 1];
     uint64_t ckpt_end_pages[CHECKPOINTS + 1];
     unsigned int checkpoints;
     uint64_t pages;
@@ -340,6 +397,35 @@ static int read_all(struct stream_view *v, void *buf, size_t len)
         v->bytes += n;
     }
     return 0;
+}
+
+/*
+ * libxl's records that follow a CHECKPOINT record, up to and including
+ * CHECKPOINT_END, as libxl's restore side reads them; their bytes.
+ */
+static uint64_t read_toolstack_block(struct stream_view *v)
+{
+    uint64_t start = v->bytes;
+    uint32_t hdr[2];
+    char *body;
+
+    while ( !read_all(v, hdr, sizeof(hdr)) )
+    {
+        size_t len = ROUNDUP(hdr[1], REC_ALIGN_ORDER);
+
+        if ( hdr[0] == LIBXL_REC_CHECKPOINT_END )
+            return v->bytes - start;
+        body = malloc(len ? len : 1);
+        if ( hdr[0] != LIBXL_REC_EMULATOR_CONTEXT || !body ||
+             read_all(v, body, len) )
+        {
+            free(body);
+            break;
+        }
+        free(body);
+    }
+    v->bad = true;
+    return v->bytes - start;
 }
 
 static void *reader(void *arg)
@@ -388,6 +474,7 @@ static void *reader(void *arg)
         {
             v->ckpt_end_bytes[v->checkpoints] = v->bytes;
             v->ckpt_end_pages[v->checkpoints] = v->pages;
+            v->toolstack_bytes[v->checkpoints] = read_toolstack_block(v);
             v->checkpoints++;
         }
         else if ( rhdr.type == REC_TYPE_END )
@@ -512,6 +599,9 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
     }
 
     ctx.fd = stream_pipe[1];
+    run.toolstack_fd = dup(stream_pipe[1]);
+    if ( run.toolstack_fd < 0 )
+        exit(2);
     ctx.save.callbacks = &cb;
     ctx.save.ops = fake_ops;
     ctx.save.live = stream != XC_STREAM_PLAIN;
@@ -523,6 +613,7 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
 
     rc = save(&ctx, DHDR_TYPE_X86_HVM);
 
+    close(run.toolstack_fd);
     close(stream_pipe[1]);
     pthread_join(thread, NULL);
     close(stream_pipe[0]);
@@ -559,8 +650,14 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
     for ( k = 0; k < nrec && k < committed; k++ )
     {
         const char *r = recs[k].text;
-        uint64_t bytes = view.ckpt_end_bytes[k] -
-                         (k ? view.ckpt_end_bytes[k - 1] : 0);
+        /* The previous checkpoint ends with libxl's records. */
+        uint64_t start = k ? view.ckpt_end_bytes[k - 1] +
+                             view.toolstack_bytes[k - 1] : 0;
+        /* What the stream carried for this checkpoint, libxl's included. */
+        uint64_t carried = view.ckpt_end_bytes[k] + view.toolstack_bytes[k] -
+                           start;
+        /* The save code's part: up to and including its CHECKPOINT. */
+        uint64_t bytes = view.ckpt_end_bytes[k] - start;
         uint64_t pages = view.ckpt_end_pages[k] -
                          (k ? view.ckpt_end_pages[k - 1] : 0);
         uint64_t t_suspend = field(r, "t_suspend");
@@ -591,6 +688,18 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
         CHECK(field(r, "bytes_sent") == bytes,
               "%s: record %u bytes_sent %"PRIu64", stream %"PRIu64,
               name, k, field(r, "bytes_sent"), bytes);
+        /*
+         * Not counted: exactly what the toolstack wrote on its own
+         * descriptor; and it did write (the stream read it back).
+         */
+        CHECK(view.toolstack_bytes[k] == run.toolstack_written[k] &&
+              run.toolstack_written[k] > 0,
+              "%s: record %u: toolstack wrote %"PRIu64", stream has %"PRIu64,
+              name, k, run.toolstack_written[k], view.toolstack_bytes[k]);
+        CHECK(carried - field(r, "bytes_sent") == run.toolstack_written[k],
+              "%s: record %u: fd carried %"PRIu64", bytes_sent %"PRIu64
+              ", toolstack %"PRIu64, name, k, carried,
+              field(r, "bytes_sent"), run.toolstack_written[k]);
         CHECK(field(r, "pages_sent") == pages,
               "%s: record %u pages_sent %"PRIu64", stream %"PRIu64,
               name, k, field(r, "pages_sent"), pages);
@@ -623,10 +732,12 @@ static void one_save(xc_stream_type_t stream, int stats_fd)
                   "%s: record %u: %"PRIu64" ns since previous suspend",
                   name, k, t_suspend - prev);
         }
-        printf("%s: record %u: bytes_sent=%"PRIu64" (stream %"PRIu64") "
+        printf("%s: record %u: bytes_sent=%"PRIu64" (stream %"PRIu64", "
+               "fd carried %"PRIu64" with the toolstack's %"PRIu64") "
                "pages_sent=%"PRIu64" (stream %"PRIu64") dirty_pages=%"PRIu64
                " live=%"PRIu64" gate_wait_ns=%"PRIu64"%s\n",
-               name, k, field(r, "bytes_sent"), bytes,
+               name, k, field(r, "bytes_sent"), bytes, carried,
+               view.toolstack_bytes[k],
                field(r, "pages_sent"), pages, field(r, "dirty_pages"),
                field(r, "live"), field(r, "gate_wait_ns"),
                strstr(r, " end=") ? strstr(r, " end=") : "");
