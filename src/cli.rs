@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a simulated domain through the real C library and controller (no Xen needed).
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Attach to a running patched libxenguest through its stats and control FIFOs.
     Watch(watch::WatchArgs),
     /// Run `xl remus` with the patched library and the controller attached.

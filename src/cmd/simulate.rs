@@ -185,7 +185,7 @@ fn disk_bytes_per_page(args: &SimulateArgs) -> f64 {
 
 /// Bytes the simulated guest wrote to its disk in [from_s, to_s).
 fn epoch_disk_bytes(domain: &Domain, per_page: f64, from_s: f64, to_s: f64) -> u64 {
-    (domain.workload.writes(from_s, to_s) * per_page).round() as u64
+    crate::units::round_to_u64_saturating(domain.workload.writes(from_s, to_s) * per_page)
 }
 
 fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHandle)>> {

@@ -54,6 +54,8 @@ const CURVE_WIDTH_PX: u32 = 2;
 /// stroked path; see [`stroke_pieces`].
 const MIN_JOIN_ANGLE_DEG: f64 = 60.0;
 /// Height of one two-line band-edge label ("Lmax" over "16 MiB").
+// Reason: TICK_PX is a small constant (14); `try_from` is not const.
+#[allow(clippy::cast_possible_wrap)]
 const BAND_LABEL_BLOCK_PX: i32 = 2 * TICK_PX as i32 + 4;
 /// Size of the triangles that mark values clipped to the top edge.
 const CLIP_MARKER_PX: u32 = 5;
@@ -210,8 +212,9 @@ fn legend_layout<DB: DrawingBackend>(
     entries: &[LegendEntry],
 ) -> Result<(Vec<(i32, i32)>, i32)> {
     let (width_px, _) = area.dim_in_pixel();
+    let width_px = i32::try_from(width_px).unwrap_or(i32::MAX);
     let text_style = style(LEGEND_PX, BLACK);
-    let left_px = 20;
+    let left_px: i32 = 20;
     let (mut x, mut y) = (left_px, LEGEND_LINE_HEIGHT_PX / 2);
     let mut positions = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -222,13 +225,14 @@ fn legend_layout<DB: DrawingBackend>(
         let (text_w, _) = area
             .estimate_text_size(text, &text_style)
             .map_err(drawing)?;
-        let entry_w = swatch_px + text_w as i32 + 28;
-        if x > left_px && x + entry_w > width_px as i32 - 10 {
+        let text_w = i32::try_from(text_w).unwrap_or(i32::MAX);
+        let entry_w = text_w.saturating_add(swatch_px + 28);
+        if x > left_px && x.saturating_add(entry_w) > width_px - 10 {
             x = left_px;
             y += LEGEND_LINE_HEIGHT_PX;
         }
         positions.push((x, y));
-        x += entry_w;
+        x = x.saturating_add(entry_w);
     }
     Ok((positions, y + LEGEND_LINE_HEIGHT_PX / 2 + 4))
 }

@@ -30,7 +30,8 @@ const MIN_SIDE_PX: u32 = 200;
 /// Default height: a title and legend strip plus a fixed share per panel,
 /// so `--panels size,interval` is not stretched to four panels' height.
 pub fn default_height_px(panel_count: usize) -> u32 {
-    110 + 250 * panel_count.max(1) as u32
+    let panels = u32::try_from(panel_count.max(1)).unwrap_or(u32::MAX);
+    panels.saturating_mul(250).saturating_add(110)
 }
 
 /// Command-line arguments of `remus-ckpt plot`.

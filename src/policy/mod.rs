@@ -257,7 +257,7 @@ impl Default for PolicyArgs {
 }
 
 fn to_ms(m: Millis) -> u32 {
-    m.0.as_millis().min(u128::from(u32::MAX)) as u32
+    crate::units::duration_to_ms_saturating(m.0)
 }
 
 impl PolicyArgs {
@@ -387,8 +387,10 @@ impl Clamp {
         if ms.is_nan() {
             return self.tmin_ms;
         }
-        ms.round()
-            .clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)) as u32
+        crate::units::round_to_u32_saturating(
+            ms.round()
+                .clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)),
+        )
     }
 }
 
