@@ -54,11 +54,13 @@ pub struct PlotArgs {
         default_value = "size,interval,pause,dirty"
     )]
     pub panels: Vec<Panel>,
-    /// Lower edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "4MiB")]
+    /// Lower edge of the size band drawn on the size panel (B, KiB, MiB,
+    /// GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMIN_DEFAULT)]
     pub lmin: Bytes,
-    /// Upper edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "16MiB")]
+    /// Upper edge of the size band drawn on the size panel (B, KiB, MiB,
+    /// GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMAX_DEFAULT)]
     pub lmax: Bytes,
     /// Figure width in pixels.
     #[arg(long, default_value_t = DEFAULT_WIDTH_PX)]
@@ -90,10 +92,11 @@ pub struct PlotOptions {
 
 impl Default for PlotOptions {
     fn default() -> Self {
+        let (lmin_bytes, lmax_bytes) = crate::policy::default_band_bytes();
         PlotOptions {
             panels: Panel::ALL.to_vec(),
-            lmin_bytes: 4 << 20,
-            lmax_bytes: 16 << 20,
+            lmin_bytes,
+            lmax_bytes,
             width_px: DEFAULT_WIDTH_PX,
             height_px: default_height_px(Panel::ALL.len()),
             title: None,
