@@ -55,6 +55,8 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // `remus-ckpt dump … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<crate::cmd::StdoutClosed>()) => 0,
         Err(e) => {
             eprintln!("remus-ckpt: error: {e:#}");
             1

@@ -46,7 +46,7 @@ pub struct ReportArgs {
 
 /// Reads every file, summarises each run, prints the table to stdout.
 pub fn run_report(args: &ReportArgs) -> Result<()> {
-    print!("{}", report_text(args)?);
+    crate::cmd::print_stdout(format_args!("{}", report_text(args)?))?;
     Ok(())
 }
 
