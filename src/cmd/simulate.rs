@@ -480,7 +480,8 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
         width_px: plot::DEFAULT_WIDTH_PX,
         title: Some(format!(
             "Policies on the {} workload (seed {})",
-            args.workload.workload, args.workload.seed
+            args.workload.workload.short_name(),
+            args.workload.seed
         )),
         include_live: false,
     };

@@ -60,9 +60,32 @@ const BAND_LABEL_BLOCK_PX: i32 = 2 * TICK_PX as i32 + 4;
 /// Size of the triangles that mark values clipped to the top edge.
 const CLIP_MARKER_PX: u32 = 5;
 
-/// Colour of the `index`-th run (cycles after seven runs).
-pub fn run_color(index: usize) -> RGBColor {
-    RUN_COLORS[index % RUN_COLORS.len()]
+/// How the `index`-th run is stroked: runs 1-7 get the seven colours as
+/// solid lines, runs 8-14 the same colours dashed, 15-21 dotted, and
+/// every further seven a longer dash: no two runs share a style.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStyle {
+    pub color: RGBColor,
+    /// `None`: solid; else (dash, gap) in pixels.
+    pub dash_px: Option<(u32, u32)>,
+}
+
+pub fn run_style(index: usize) -> RunStyle {
+    let round = index / RUN_COLORS.len();
+    let dash_px = match round {
+        0 => None,
+        1 => Some((10, 6)),
+        2 => Some((3, 4)),
+        // 16, 20, 24, ... px dashes.
+        _ => {
+            let extra = u32::try_from(round - 3).unwrap_or(u32::MAX);
+            Some((extra.saturating_mul(4).saturating_add(16), 6))
+        }
+    };
+    RunStyle {
+        color: RUN_COLORS[index % RUN_COLORS.len()],
+        dash_px,
+    }
 }
 
 fn drawing<E: std::fmt::Debug>(err: E) -> anyhow::Error {
@@ -142,7 +165,7 @@ fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Range<f64> {
 }
 
 enum LegendEntry {
-    Run(RGBColor, String),
+    Run(RunStyle, String),
     Band(String),
     Note(String),
 }
@@ -151,7 +174,7 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
     let mut entries: Vec<LegendEntry> = runs
         .iter()
         .enumerate()
-        .map(|(i, (label, _))| LegendEntry::Run(run_color(i), label.clone()))
+        .map(|(i, (label, _))| LegendEntry::Run(run_style(i), label.clone()))
         .collect();
     if opts.panels.contains(&Panel::Size) {
         entries.push(LegendEntry::Band(format!(
@@ -245,11 +268,15 @@ fn draw_legend<DB: DrawingBackend>(
     let left_middle = Pos::new(HPos::Left, VPos::Center);
     for (entry, &(x, y)) in entries.iter().zip(positions) {
         match entry {
-            LegendEntry::Run(color, label) => {
-                area.draw(&PathElement::new(
-                    vec![(x, y), (x + 28, y)],
-                    color.stroke_width(3),
-                ))
+            LegendEntry::Run(run, label) => {
+                let swatch = vec![(x, y), (x + 28, y)];
+                let stroke = run.color.stroke_width(3);
+                match run.dash_px {
+                    None => area.draw(&PathElement::new(swatch, stroke)),
+                    Some((dash, gap)) => area.draw(&plotters::element::DashedPathElement::new(
+                        swatch, dash, gap, stroke,
+                    )),
+                }
                 .map_err(drawing)?;
                 legend_text(area, label, (x + 36, y))?;
             }
@@ -496,7 +523,7 @@ fn draw_panel<DB: DrawingBackend>(
     }
 
     for (index, run) in series.iter().enumerate() {
-        let color = run_color(index);
+        let RunStyle { color, dash_px } = run_style(index);
         // Values above the axis are drawn on its top edge: plotters does
         // not clip to the plotting area, so they would otherwise be drawn
         // over the panel above.
@@ -509,12 +536,15 @@ fn draw_panel<DB: DrawingBackend>(
         };
         let pixels: Vec<(i32, i32)> = line.iter().map(|p| chart.backend_coord(p)).collect();
         for piece in stroke_pieces(&pixels) {
-            chart
-                .draw_series(LineSeries::new(
-                    line[piece].iter().copied(),
-                    color.stroke_width(CURVE_WIDTH_PX),
-                ))
-                .map_err(drawing)?;
+            let piece = line[piece].iter().copied();
+            let stroke = color.stroke_width(CURVE_WIDTH_PX);
+            match dash_px {
+                None => chart.draw_series(LineSeries::new(piece, stroke)),
+                Some((dash, gap)) => {
+                    chart.draw_series(DashedLineSeries::new(piece, dash, gap, stroke))
+                }
+            }
+            .map_err(drawing)?;
         }
         if run.points.len() <= MARKER_MAX_POINTS {
             chart
@@ -574,6 +604,20 @@ pub fn draw_figure<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_run_has_its_own_style() {
+        // Before: run 8 was drawn exactly like run 1 (the palette cycled).
+        let styles: Vec<RunStyle> = (0..50).map(run_style).collect();
+        for (i, a) in styles.iter().enumerate() {
+            for (j, b) in styles.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "runs {i} and {j}");
+            }
+        }
+        assert!(styles[..RUN_COLORS.len()]
+            .iter()
+            .all(|s| s.dash_px.is_none()));
+    }
 
     #[test]
     fn tick_labels_are_short() {

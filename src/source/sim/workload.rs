@@ -69,6 +69,20 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
+impl WorkloadKind {
+    /// The kind as a figure title names it: a trace by its file name, not
+    /// its full path.
+    pub fn short_name(&self) -> String {
+        match self {
+            WorkloadKind::Trace(p) => match p.file_name() {
+                Some(name) => format!("trace:{}", name.to_string_lossy()),
+                None => self.to_string(),
+            },
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// Workload parameters on the command line.
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
@@ -335,6 +349,14 @@ mod tests {
         let mut argv = vec!["t"];
         argv.extend_from_slice(args);
         Workload::new(&W::parse_from(argv).w, 4096, 60.0).unwrap()
+    }
+
+    #[test]
+    fn a_trace_is_named_by_its_file_name() {
+        let kind: WorkloadKind = "trace:/srv/traces/db-night.csv".parse().unwrap();
+        assert_eq!(kind.to_string(), "trace:/srv/traces/db-night.csv");
+        assert_eq!(kind.short_name(), "trace:db-night.csv");
+        assert_eq!(WorkloadKind::Bursty.short_name(), "bursty");
     }
 
     #[test]
