@@ -240,7 +240,7 @@ fn latency(records: u64) -> Result<()> {
         cmd_ms = ms;
     }
 
-    let mut latencies_ns = Vec::with_capacity(records as usize);
+    let mut latencies_ns = Vec::with_capacity(usize::try_from(records)?);
     let mut missing = 0u64;
     let mut t_ns = 0u64;
     for seq in 1..=records {
@@ -356,7 +356,7 @@ fn echo_latencies_ns(records: u64) -> Result<Vec<f64>> {
         })
         .context("spawn the echo thread")?;
     let line = record(1, 20, 20_000_000, 10 << 20)?;
-    let mut latencies_ns = Vec::with_capacity(records as usize);
+    let mut latencies_ns = Vec::with_capacity(usize::try_from(records)?);
     for _ in 0..records {
         let t0 = Instant::now();
         stats_writer
@@ -374,13 +374,17 @@ fn echo_latencies_ns(records: u64) -> Result<Vec<f64>> {
 
 /// Waits up to `timeout_ms` for control lines; returns the newest interval.
 fn read_control(reader: &mut File, timeout_ms: i32) -> Result<Option<u32>> {
-    let deadline = Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+    let deadline =
+        Instant::now() + std::time::Duration::from_millis(u64::try_from(timeout_ms.max(0))?);
     let mut text = String::new();
     let mut buf = [0u8; 512];
     loop {
-        let left_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i32;
+        let left_ms = i32::try_from(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis(),
+        )
+        .unwrap_or(i32::MAX);
         if fifo::poll_readable(reader, left_ms.max(0))? == 0 {
             return Ok(None);
         }

@@ -150,7 +150,7 @@ fn timing(rounds: usize, per_round: u64) -> Result<()> {
         // SAFETY: fd is an open FIFO for writing (writer lives across the
         // call); line is a valid buffer of line.len() bytes.
         let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-        if n != line.len() as isize {
+        if usize::try_from(n).ok() != Some(line.len()) {
             *eagain += 1;
         }
     };
@@ -298,7 +298,7 @@ fn spawn_socket_reader(
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>())?,
         )
     };
     if r != 0 {
@@ -388,7 +388,7 @@ fn socket_timing(ty: libc::c_int, name: &str, rounds: usize, per_round: u64) -> 
                         libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                     )
                 };
-                if n != line.len() as isize {
+                if usize::try_from(n).ok() != Some(line.len()) {
                     send_failed += 1;
                 }
             }

@@ -1,3 +1,7 @@
+// Reason: the casts here are between u64 CLOCK_MONOTONIC nanoseconds and
+// the signed errors measured from them (both far below 2^63 ns, 292 years);
+// an `as` cannot wrap or lose a sign for these values.
+#![allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 //! Gate: how exactly `remus_ckpt_gate` keeps the commanded interval.
 //!
 //! For each interval (5, 20, 100 ms) the real C gate paces a few hundred

@@ -151,7 +151,7 @@ fn latency_p99(records: u64, scrape_hz: Option<f64>) -> Result<(f64, u64)> {
     let mut cmd_ms = read_control(&mut reader)?.context("no initial control line")?;
     let mut t_ns = 1_000_000_000u64;
     tx.send(record(0, t_ns, cmd_ms, 1 << 30))?;
-    let mut latencies = Vec::with_capacity(records as usize);
+    let mut latencies = Vec::with_capacity(usize::try_from(records)?);
     for seq in 1..=records {
         // As in the consumer bench: the dirty rate alternates, so the
         // target policy moves the interval on every record.
@@ -207,9 +207,12 @@ fn read_control(reader: &mut File) -> Result<Option<u32>> {
     let mut text = String::new();
     let mut buf = [0u8; 512];
     while !text.ends_with('\n') {
-        let left_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i32;
+        let left_ms = i32::try_from(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis(),
+        )
+        .unwrap_or(i32::MAX);
         if left_ms == 0 || fifo::poll_readable(reader, left_ms)? == 0 {
             return Ok(None);
         }

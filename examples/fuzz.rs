@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     let mut chosen: Vec<&'static Target> = Vec::new();
     let mut start_seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).map(String::as_str);

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a simulated domain through the real C library and controller (no Xen needed).
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Attach to a running patched libxenguest through its stats and control FIFOs.
     Watch(watch::WatchArgs),
     /// Run `xl remus` with the patched library and the controller attached.
@@ -54,6 +54,8 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // `remus-ckpt dump … | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<crate::cmd::StdoutClosed>()) => 0,
         Err(e) => {
             eprintln!("remus-ckpt: error: {e:#}");
             1

@@ -10,7 +10,14 @@
     dead_code
 )]
 
-include!(concat!(env!("OUT_DIR"), "/remus_ckpt_bindings.rs"));
+pub use bindings::*;
+
+/// bindgen's output as generated; its `Default` impls carry `unsafe`
+/// blocks without a `// SAFETY:` comment (generated code, not ours).
+#[allow(clippy::undocumented_unsafe_blocks)]
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/remus_ckpt_bindings.rs"));
+}
 
 use std::ffi::CString;
 use std::ptr::NonNull;

@@ -282,7 +282,9 @@ pub struct Outcome {
 
 enum StatusMsg {
     Row {
-        row: Row,
+        /// Boxed: a Row is ~240 bytes, a Note 24; the channel's slots take
+        /// the size of the largest variant.
+        row: Box<Row>,
         checkpoints: u64,
         over_lmax: u64,
     },
@@ -530,7 +532,7 @@ fn control_loop(
         }
         // Best effort: a status update that does not fit is skipped.
         let _ = status_tx.try_send(StatusMsg::Row {
-            row: step.row,
+            row: Box::new(step.row),
             checkpoints: outcome.checkpoints,
             over_lmax: outcome.over_lmax,
         });
@@ -892,8 +894,10 @@ mod tests {
                 let r = Record {
                     seq: f[0], dropped: f[1], t_suspend_ns: f[2], t_suspended_ns: f[3],
                     t_resumed_ns: f[4], t_done_ns: f[5], dirty_pages: f[6], bytes_sent: f[7],
-                    page_size: f[6] as u32 | 1, interval_ms: f[7] as u32,
-                    cmd_interval_ms: f[3] as u32, gate_wait_ns: f[4], ..Record::default()
+                    page_size: (f[6] & 0xffff_ffff) as u32 | 1,
+                    interval_ms: (f[7] & 0xffff_ffff) as u32,
+                    cmd_interval_ms: (f[3] & 0xffff_ffff) as u32, gate_wait_ns: f[4],
+                    ..Record::default()
                 };
                 let s = c.on_record(&r, DiskDelta { disk_bytes: f[5], ..DiskDelta::default() });
                 proptest::prop_assert!(s.gap <= MAX_SEQ_JUMP);

@@ -8,8 +8,9 @@
 
 use std::fmt;
 
-/// Record format version this consumer understands.
-pub const RECORD_VERSION: u32 = 1;
+/// Record format version this consumer understands: the one the C
+/// emitter writes (csrc/remus_ckpt.h, through the bindings).
+pub const RECORD_VERSION: u32 = crate::ffi::REMUS_CKPT_RECORD_VERSION;
 
 /// Which checkpointed stream produced the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

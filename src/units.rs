@@ -9,6 +9,31 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+/// `x` rounded to the nearest whole number, as a u64: NaN and negatives
+/// give 0, values past u64::MAX give u64::MAX. Every f64 -> u64 conversion
+/// of a rate, a duration or a size goes through here, so the saturation is
+/// stated once instead of hidden in an `as`.
+pub fn round_to_u64_saturating(x: f64) -> u64 {
+    // Reason: Rust's float-to-int `as` saturates (NaN -> 0), which is the
+    // conversion wanted here; nothing can wrap or change sign silently.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = x.round() as u64;
+    n
+}
+
+/// As [`round_to_u64_saturating`], for a u32 (milliseconds).
+pub fn round_to_u32_saturating(x: f64) -> u32 {
+    // Reason: as above; float-to-int `as` saturates at 0 and u32::MAX.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = x.round() as u32;
+    n
+}
+
+/// `ms` as whole milliseconds in a u32, saturating at u32::MAX (49 days).
+pub fn duration_to_ms_saturating(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 fn split_number(text: &str) -> Result<(f64, &str)> {
     let s = text.trim();
     let end = s
@@ -40,7 +65,7 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
         bail!("size '{text}' is too large");
     }
-    Ok(bytes.round() as u64)
+    Ok(round_to_u64_saturating(bytes))
 }
 
 /// Parses a duration such as `10ms`, `1.5s` or `200` (milliseconds).

@@ -45,10 +45,10 @@ fn recv_all(fd: &OwnedFd) -> Vec<Vec<u8>> {
                 libc::MSG_DONTWAIT,
             )
         };
-        if n <= 0 {
+        let Ok(n @ 1..) = usize::try_from(n) else {
             return out;
-        }
-        out.push(buf[..n as usize].to_vec());
+        };
+        out.push(buf[..n].to_vec());
     }
 }
 
@@ -213,7 +213,7 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
     let mut buf = [0u8; 1024];
     // SAFETY: buf is writable for its length; r is our open fd.
     let n = unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 || buf[n as usize - 1] != b'\n' {
+    if usize::try_from(n).map_or(true, |n| n == 0 || buf[n - 1] != b'\n') {
         return 4;
     }
     // SAFETY: r is ours, closed once.

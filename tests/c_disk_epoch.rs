@@ -10,13 +10,14 @@
 //! /var/run/tap.
 
 use std::ffi::CString;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
 use std::time::Duration;
 
+mod common;
+
+use common::{fifo_reader, mkfifo, monotonic_ns, read_available, RECORD_MAX};
 use remus_ckpt::ffi;
 
 const SENT: u32 = ffi::remus_ckpt_disk_commit_REMUS_CKPT_DISK_COMMIT_SENT;
@@ -24,7 +25,6 @@ const FAILED: u32 = ffi::remus_ckpt_disk_commit_REMUS_CKPT_DISK_COMMIT_FAILED;
 const NONE: u32 = ffi::remus_ckpt_disk_commit_REMUS_CKPT_DISK_COMMIT_NONE;
 const WREQ: u64 = ffi::REMUS_CKPT_DISK_WREQ_HEADER as u64;
 const CREQ: u64 = ffi::REMUS_CKPT_DISK_CREQ as u64;
-const RECORD_MAX: usize = ffi::REMUS_CKPT_RECORD_MAX as usize;
 
 /// Owns one non-NULL `struct remus_ckpt_disk *`; closes it on drop.
 struct Disk {
@@ -65,37 +65,6 @@ impl Drop for Disk {
     }
 }
 
-fn mkfifo(path: &Path, mode: u32) {
-    let c = CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: c is a NUL-terminated path that outlives the call.
-    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(r, 0, "mkfifo {path:?}: {}", std::io::Error::last_os_error());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn fifo_reader(path: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .expect("open FIFO reader")
-}
-
-fn read_available(mut f: &File) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    String::from_utf8(out).expect("records are ASCII")
-}
-
 /// key=value pairs of one "disk" line, after checking its shape.
 fn fields(line: &str) -> Vec<(String, String)> {
     let body = line
@@ -120,19 +89,6 @@ fn get<'a>(kv: &'a [(String, String)], key: &str) -> &'a str {
 
 fn num(kv: &[(String, String)], key: &str) -> u64 {
     get(kv, key).parse().unwrap()
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
-        0
-    );
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A control-FIFO path in `dir` and the record FIFO path derived from it.
@@ -443,8 +399,9 @@ fn format_is_bounded_and_refuses_unknown_commits() {
     let mut buf = vec![0u8; RECORD_MAX + 1];
     // SAFETY: buf is writable for its length; rec is a valid record.
     let n = unsafe { ffi::remus_ckpt_disk_format(&rec, buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n > 0 && (n as usize) <= RECORD_MAX, "{n}");
-    let line = std::str::from_utf8(&buf[..n as usize]).unwrap();
+    let n = usize::try_from(n).expect("a formatted line, not -1");
+    assert!(n > 0 && n <= RECORD_MAX, "{n}");
+    let line = std::str::from_utf8(&buf[..n]).unwrap();
     assert_eq!(
         line,
         format!(
@@ -457,7 +414,7 @@ fn format_is_bounded_and_refuses_unknown_commits() {
     // SAFETY: as above.
     unsafe {
         assert_eq!(
-            ffi::remus_ckpt_disk_format(&rec, buf.as_mut_ptr().cast(), n as usize),
+            ffi::remus_ckpt_disk_format(&rec, buf.as_mut_ptr().cast(), n),
             -1,
             "the NUL needs room too"
         );

@@ -117,10 +117,7 @@ fn work_ns(i: u64) -> u64 {
 /// Sleep until `deadline` (CLOCK_MONOTONIC ns, absolute); returns by how
 /// much the wakeup overshot it.
 fn sleep_until(deadline: u64) -> u64 {
-    let ts = libc::timespec {
-        tv_sec: (deadline / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
-    };
+    let ts = ns_timespec(deadline);
     // SAFETY: ts is a valid timespec; no remainder is requested (NULL),
     // which TIMER_ABSTIME does not use anyway.
     while unsafe {
@@ -233,7 +230,7 @@ fn thread_cpu_ns() -> u64 {
     };
     // SAFETY: ts is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    timespec_ns(&ts)
 }
 
 /// After the control writer closes, the gate still sleeps (no POLLHUP

@@ -126,35 +126,37 @@ fn arb_record() -> impl Strategy<Value = ffi::remus_ckpt_record> {
         any::<bool>(),
         (0u32..=2, 0u32..=6, 0u32..=1),
     )
-        .prop_map(|(u, w, raw, seq, stream, live, (stats_state, ctl_state, clean_error))| {
-            ffi::remus_ckpt_record {
-                seq,
-                domid: w[0],
-                stream,
-                live: live as u32,
-                page_size: w[1],
-                dirty_pages: u[0],
-                deferred_pages: u[1],
-                pages_sent: u[2],
-                bytes_sent: u[3],
-                bytes_raw: if raw % 3 == 0 { 0 } else { raw },
-                t_gate: u[4],
-                t_suspend: u[5],
-                t_suspended: u[6],
-                t_sent: u[7],
-                t_resumed: u[8],
-                t_done: u[9],
-                interval_ms: w[2],
-                cmd_interval_ms: w[3],
-                gate_wait_ns: u[10],
-                dropped: u[11],
-                ctl_rejected: u64::from(w[4]),
-                stats_state,
-                ctl_state,
-                clean_error,
-                ..Default::default()
-            }
-        })
+        .prop_map(
+            |(u, w, raw, seq, stream, live, (stats_state, ctl_state, clean_error))| {
+                ffi::remus_ckpt_record {
+                    seq,
+                    domid: w[0],
+                    stream,
+                    live: live as u32,
+                    page_size: w[1],
+                    dirty_pages: u[0],
+                    deferred_pages: u[1],
+                    pages_sent: u[2],
+                    bytes_sent: u[3],
+                    bytes_raw: if raw % 3 == 0 { 0 } else { raw },
+                    t_gate: u[4],
+                    t_suspend: u[5],
+                    t_suspended: u[6],
+                    t_sent: u[7],
+                    t_resumed: u[8],
+                    t_done: u[9],
+                    interval_ms: w[2],
+                    cmd_interval_ms: w[3],
+                    gate_wait_ns: u[10],
+                    dropped: u[11],
+                    ctl_rejected: u64::from(w[4]),
+                    stats_state,
+                    ctl_state,
+                    clean_error,
+                    ..Default::default()
+                }
+            },
+        )
 }
 
 #[test]
@@ -360,8 +362,7 @@ fn clean_failed_is_flagged_and_parsed() {
     let path = dir.path().join("stats");
     mkfifo(&path, 0o600);
     let reader = fifo_reader(&path);
-    let mut ckpt =
-        open(CkptStream::Remus, Some(path.to_str().unwrap()), None).expect("configured");
+    let mut ckpt = open(CkptStream::Remus, Some(path.to_str().unwrap()), None).expect("configured");
     // seq 0: the live round, counted; seq 1: the CLEAN fails; seq 2:
     // counted again; seq 3: the CLEAN fails and the save ends there.
     for seq in 0..4u64 {
@@ -453,7 +454,7 @@ fn format_limits() {
     let longest = reference_line(&max);
     assert!(longest.len() <= RECORD_MAX, "{}", longest.len());
     let (n, buf) = format(&max, RECORD_MAX + 1);
-    assert_eq!(n as usize, longest.len());
+    assert_eq!(len_of(n), longest.len());
     assert_eq!(&buf[..longest.len()], longest.as_bytes());
     // A buffer too small for it is refused, never overrun.
     assert_eq!(format(&max, longest.len()).0, -1);
@@ -498,21 +499,21 @@ fn format_limits() {
     };
     let want = reference_line(&big);
     let (n, buf) = format(&big, RECORD_MAX + 1);
-    assert_eq!(n as usize, want.len());
+    assert_eq!(len_of(n), want.len());
     assert_eq!(&buf[..want.len()], want.as_bytes());
     assert_eq!(buf[want.len()], 0, "NUL-terminated");
     assert!(want.len() <= RECORD_MAX, "{}", want.len());
 
     // The buffer must hold the line and its NUL.
     assert_eq!(format(&big, want.len()).0, -1);
-    assert_eq!(format(&big, want.len() + 1).0 as usize, want.len());
+    assert_eq!(len_of(format(&big, want.len() + 1).0), want.len());
     assert_eq!(format(&big, 0).0, -1);
 
     // live is 0 or 1 on the wire; an unknown stream is not formatted.
     let mut odd = big;
     odd.live = 7;
     let (n, buf) = format(&odd, RECORD_MAX + 1);
-    assert!(std::str::from_utf8(&buf[..n as usize])
+    assert!(std::str::from_utf8(&buf[..len_of(n)])
         .unwrap()
         .contains(" live=1 "));
     odd.stream = 3;
@@ -538,7 +539,7 @@ fn format_limits() {
         ..big
     };
     let (n, buf) = format(&r, RECORD_MAX + 1);
-    assert!(std::str::from_utf8(&buf[..n as usize])
+    assert!(std::str::from_utf8(&buf[..len_of(n)])
         .unwrap()
         .contains(" ctl_rejected=9999999999 trigger=interval "));
 }
@@ -790,10 +791,10 @@ proptest! {
         if want.len() > RECORD_MAX {
             prop_assert_eq!(n, -1);
         } else {
-            prop_assert_eq!(n as usize, want.len());
-            let got = std::str::from_utf8(&buf[..n as usize]).unwrap();
+            prop_assert_eq!(len_of(n), want.len());
+            let got = std::str::from_utf8(&buf[..len_of(n)]).unwrap();
             prop_assert_eq!(got, want.as_str());
-            prop_assert_eq!(buf[n as usize], 0);
+            prop_assert_eq!(buf[len_of(n)], 0);
             prop_assert!(records_equal(&record_from_line(got), &rec));
         }
     }

@@ -137,7 +137,7 @@ fn watch_joins_tap_remus_epochs_with_checkpoints() {
     }
     // SAFETY: kill has no memory-safety preconditions; the pid is our
     // child, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(pid_of(&child), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "watch failed: {stderr}");
@@ -166,4 +166,8 @@ fn watch_joins_tap_remus_epochs_with_checkpoints() {
         "{stderr}"
     );
     assert!(stderr.contains("tap-remus:"), "names its source: {stderr}");
+}
+
+fn pid_of(child: &std::process::Child) -> libc::pid_t {
+    libc::pid_t::try_from(child.id()).expect("a pid fits pid_t")
 }

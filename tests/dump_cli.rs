@@ -161,3 +161,91 @@ fn dump_dev_zero_stays_bounded() {
         "VmRSS samples (KiB): {samples:?}"
     );
 }
+
+/// Runs the binary with stdout on a pipe whose read end is already closed,
+/// so its first write to stdout fails with EPIPE (SIGPIPE is ignored by
+/// Rust programs): what `remus-ckpt dump … | head` meets once head exits.
+fn output_into_closed_pipe(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read_end);
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn assert_quiet_success(what: &str, out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {:?}, stderr: {stderr}",
+        out.status
+    );
+    assert!(stderr.is_empty(), "{what}: stderr not empty: {stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly_with_status_0() {
+    // Before: `dump` said "error: Broken pipe (os error 32)" and exited 1;
+    // `report` and `simulate` panicked in print! and exited 101.
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    std::fs::write(&records, (1..=50).map(record_line).collect::<String>()).unwrap();
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let out = output_into_closed_pipe(&[os("dump"), records.as_os_str()]);
+    assert_quiet_success("dump FILE", &out);
+
+    let csv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/small.csv");
+    let out = output_into_closed_pipe(&[os("report"), csv.as_os_str()]);
+    assert_quiet_success("report", &out);
+
+    let sim_csv = dir.path().join("sim.csv");
+    let out = output_into_closed_pipe(&[
+        os("simulate"),
+        os("--quiet"),
+        os("--duration"),
+        os("2s"),
+        os("--csv"),
+        sim_csv.as_os_str(),
+    ]);
+    // simulate reports its progress on stderr by design: no error there.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "simulate: {stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("panicked"),
+        "simulate: {stderr}"
+    );
+    // The run itself still happened: only the summary had nowhere to go.
+    assert!(std::fs::read_to_string(&sim_csv).unwrap().lines().count() > 1);
+}
+
+#[test]
+fn an_unwritable_stdout_other_than_a_closed_pipe_is_still_an_error() {
+    // /dev/full fails every write with ENOSPC: that is a real failure.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let csv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/small.csv");
+    let out = Command::new(BIN)
+        .arg("report")
+        .arg(csv)
+        .stdout(Stdio::from(full))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+}

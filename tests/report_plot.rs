@@ -594,3 +594,56 @@ fn clipped_sizes_are_counted_in_the_caption() {
                     above 72, marked on the top edge: fixed 200ms 1";
     assert!(texts.iter().any(|t| t == expected), "{texts:?}");
 }
+
+/// The legend swatches of an SVG figure, in order: each run's stroke
+/// colour and the lengths of the pieces it is drawn in (one piece: solid).
+fn legend_swatches(path: &Path) -> Vec<(String, Vec<i64>)> {
+    let svg = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let mut swatches: Vec<(String, i64, Vec<i64>)> = Vec::new();
+    for node in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+        // Swatches are the only 3 px strokes; curves are 2 px.
+        if node.attribute("stroke-width") != Some("3") {
+            continue;
+        }
+        let xs: Vec<i64> = node
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        let (start, len) = (xs[0], xs[xs.len() - 1] - xs[0]);
+        let stroke = node.attribute("stroke").unwrap().to_string();
+        match swatches.last_mut() {
+            // A swatch is 28 px wide: a piece starting inside the last
+            // one belongs to it (a dashed swatch is several pieces).
+            Some((s, x0, pieces)) if *s == stroke && start - *x0 < 28 => pieces.push(len),
+            _ => swatches.push((stroke, start, vec![len])),
+        }
+    }
+    swatches.into_iter().map(|(s, _, p)| (s, p)).collect()
+}
+
+#[test]
+fn nine_runs_are_nine_different_styles() {
+    // Before: the palette had seven colours and cycled, so runs 1 and 8
+    // (in the simulate compare: threshold and fixed:20ms) were the same
+    // blue line.
+    let rows = read_csv(fixture()).unwrap();
+    let runs: Vec<_> = (1..=9)
+        .map(|i| (format!("run {i}"), rows.clone()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nine.svg");
+    plot::plot(&runs, &PlotOptions::default(), &out).unwrap();
+    let swatches = legend_swatches(&out);
+    assert_eq!(swatches.len(), 9, "{swatches:?}");
+    for (i, a) in swatches.iter().enumerate() {
+        for b in &swatches[i + 1..] {
+            assert_ne!(a, b, "two runs drawn alike: {swatches:?}");
+        }
+    }
+    // Runs 1-7 are solid, in seven colours; 8 and 9 are dashed.
+    assert!(swatches[..7].iter().all(|(_, pieces)| pieces.len() == 1));
+    assert!(swatches[7..].iter().all(|(_, pieces)| pieces.len() > 1));
+}

@@ -34,7 +34,7 @@ fn simulate(dir: &Path, csv: &str, extra: &[&str]) -> (Vec<Row>, String) {
 
 /// Whether a row's checkpoint started in a high phase of `phases`.
 fn in_high_phase(row: &Row, phase_s: f64) -> bool {
-    (((row.t_s + LIVE_COPY_S) / phase_s).floor() as u64) % 2 == 1
+    remus_ckpt::units::round_to_u64_saturating(((row.t_s + LIVE_COPY_S) / phase_s).floor()) % 2 == 1
 }
 
 #[test]

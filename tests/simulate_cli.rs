@@ -33,7 +33,7 @@ fn simulate(dir: &Path, csv: &str, extra: &[&str]) -> (Vec<Row>, String) {
 }
 
 fn phase_of(row: &Row, phase_s: f64) -> u64 {
-    (row.t_s / phase_s).floor() as u64
+    remus_ckpt::units::round_to_u64_saturating((row.t_s / phase_s).floor())
 }
 
 /// Checks the phases run: interval down in high phases, up in low ones,
@@ -53,7 +53,7 @@ fn check_phases(rows: &[Row], phase_s: f64, live_copy_s: f64) {
     let phases: Vec<Vec<Row>> = {
         let mut v: Vec<Vec<Row>> = Vec::new();
         for r in rows.iter().skip(1).map(wl) {
-            let p = phase_of(&r, phase_s) as usize;
+            let p = usize::try_from(phase_of(&r, phase_s)).unwrap();
             while v.len() <= p {
                 v.push(Vec::new());
             }

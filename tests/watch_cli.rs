@@ -102,9 +102,10 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory-safety preconditions; the pid is our
     // child, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(pid, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "watch failed: {stderr}");
@@ -190,9 +191,10 @@ fn spawn_watch(stats: &Path, csv: &Path, log: &Path) -> std::process::Child {
 }
 
 fn sigint_and_wait(child: std::process::Child) -> std::process::Output {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill has no memory-safety preconditions; the pid is our
     // child, not yet reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(pid, libc::SIGINT) };
     child.wait_with_output().unwrap()
 }
 

@@ -41,7 +41,9 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank =
+        remus_ckpt::units::round_to_u64_saturating(((p / 100.0) * sorted.len() as f64).ceil());
+    let rank = usize::try_from(rank).unwrap_or(usize::MAX);
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 

@@ -291,19 +291,23 @@ pub fn run(args: &DoctorArgs) -> Result<i32> {
     let mut failed = 0;
     for v in &verdicts {
         match v {
-            Verdict::Ok(what) => println!("ok    {what}"),
-            Verdict::Warn(what, fix) => println!("warn  {what}\n        -> {fix}"),
+            Verdict::Ok(what) => super::print_stdout(format_args!("ok    {what}\n"))?,
+            Verdict::Warn(what, fix) => {
+                super::print_stdout(format_args!("warn  {what}\n        -> {fix}\n"))?;
+            }
             Verdict::Fail(what, fix) => {
                 failed += 1;
-                println!("FAIL  {what}\n        -> {fix}");
+                super::print_stdout(format_args!("FAIL  {what}\n        -> {fix}\n"))?;
             }
         }
     }
     if failed == 0 {
-        println!("all checks passed: `remus-ckpt run -- xl remus …` should work here");
+        super::print_stdout(format_args!(
+            "all checks passed: `remus-ckpt run -- xl remus …` should work here\n"
+        ))?;
         Ok(0)
     } else {
-        println!("{failed} check(s) failed");
+        super::print_stdout(format_args!("{failed} check(s) failed\n"))?;
         Ok(1)
     }
 }

@@ -48,10 +48,10 @@ fn line(rec: &Record, prev_suspend_ns: Option<u64>) -> String {
 pub fn run(args: &DumpArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    writeln!(out, "{HEADER}")?;
+    writeln!(out, "{HEADER}").map_err(super::stdout_error)?;
     let mut prev = None;
     let mut print = |rec: &Record, out: &mut dyn Write| -> Result<()> {
-        writeln!(out, "{}", line(rec, prev))?;
+        writeln!(out, "{}", line(rec, prev)).map_err(super::stdout_error)?;
         prev = Some(rec.t_suspend_ns);
         Ok(())
     };

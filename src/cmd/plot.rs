@@ -29,11 +29,13 @@ pub struct PlotArgs {
         default_value = "size,interval,pause,dirty"
     )]
     pub panels: Vec<Panel>,
-    /// Lower edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "4MiB")]
+    /// Lower edge of the size band drawn on the size panel (B, KiB, MiB,
+    /// GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMIN_DEFAULT)]
     pub lmin: Bytes,
-    /// Upper edge of the size band drawn on the size panel.
-    #[arg(long, default_value = "16MiB")]
+    /// Upper edge of the size band drawn on the size panel (B, KiB, MiB,
+    /// GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMAX_DEFAULT)]
     pub lmax: Bytes,
     /// Figure width in pixels.
     #[arg(long, default_value_t = DEFAULT_WIDTH_PX)]

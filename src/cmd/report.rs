@@ -13,11 +13,11 @@ pub struct ReportArgs {
     /// Checkpoint CSVs, one per run.
     #[arg(required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// Lower edge of the checkpoint size band (e.g. 4MiB).
-    #[arg(long, default_value = "4MiB")]
+    /// Lower edge of the checkpoint size band (B, KiB, MiB, GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMIN_DEFAULT)]
     pub lmin: Bytes,
-    /// Upper edge of the checkpoint size band (e.g. 16MiB).
-    #[arg(long, default_value = "16MiB")]
+    /// Upper edge of the checkpoint size band (B, KiB, MiB, GiB, KB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = crate::policy::LMAX_DEFAULT)]
     pub lmax: Bytes,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -32,7 +32,7 @@ pub struct ReportArgs {
 
 /// Reads every file, summarises each run, prints the table to stdout.
 pub fn run(args: &ReportArgs) -> Result<()> {
-    print!("{}", report_text(args)?);
+    crate::cmd::print_stdout(format_args!("{}", report_text(args)?))?;
     Ok(())
 }
 

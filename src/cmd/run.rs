@@ -429,7 +429,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", command[0].to_string_lossy()))?;
-    let pid = child.id() as libc::pid_t;
+    let pid = libc::pid_t::try_from(child.id())
+        .with_context(|| format!("child pid {} does not fit in a pid_t", child.id()))?;
     let forwarder = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

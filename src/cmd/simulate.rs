@@ -185,7 +185,7 @@ fn disk_bytes_per_page(args: &SimulateArgs) -> f64 {
 
 /// Bytes the simulated guest wrote to its disk in [from_s, to_s).
 fn epoch_disk_bytes(domain: &Domain, per_page: f64, from_s: f64, to_s: f64) -> u64 {
-    (domain.workload.writes(from_s, to_s) * per_page).round() as u64
+    crate::units::round_to_u64_saturating(domain.workload.writes(from_s, to_s) * per_page)
 }
 
 fn disk_meter(args: &SimulateArgs) -> Result<Option<(DiskMeter, SimulatedDiskHandle)>> {
@@ -317,7 +317,10 @@ fn print_summary(runs: &[(String, PathBuf)], policy: &PolicyArgs) -> Result<()> 
             report::summarize_csv(path, label, policy.lmin.0, policy.lmax.0, false)
         })
         .collect::<Result<Vec<_>>>()?;
-    println!("{}", report::render(&summaries, Format::Table));
+    super::print_stdout(format_args!(
+        "{}\n",
+        report::render(&summaries, Format::Table)
+    ))?;
     for (label, path) in runs {
         print_budget_summary(label, path)?;
     }
@@ -373,9 +376,9 @@ fn print_budget_summary(label: &str, path: &Path) -> Result<()> {
         } else {
             "-".to_string()
         };
-        println!(
+        super::print_stdout(format_args!(
             "{label}: gates ended by budget {}, interval {}, control {}, none {}; \
-             {} probes, {:.3} ms of guest pause in probes ({share} of {:.1} s run time)",
+             {} probes, {:.3} ms of guest pause in probes ({share} of {:.1} s run time)\n",
             tally.budget,
             tally.interval,
             tally.control,
@@ -383,7 +386,7 @@ fn print_budget_summary(label: &str, path: &Path) -> Result<()> {
             tally.probes,
             tally.probe_ms,
             run_ms / 1e3
-        );
+        ))?;
     }
     Ok(())
 }
@@ -448,15 +451,15 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
     let summaries = summaries(&plotted, &args.policy);
     let table = report::render(&summaries, Format::Table);
     let vs_oracle = oracle::against_oracle(&summaries);
-    println!(
-        "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}{}",
+    super::print_stdout(format_args!(
+        "workload {} (seed {}), {:.0}s of virtual time, Lmin {}, Lmax {}\n{table}{}\n",
         args.workload.workload,
         args.workload.seed,
         args.duration.0.as_secs_f64(),
         args.policy.lmin,
         args.policy.lmax,
         vs_oracle.as_ref().map_or(String::new(), |t| t.table())
-    );
+    ))?;
     for (label, path) in &runs {
         print_budget_summary(label, path)?;
     }
@@ -477,7 +480,8 @@ fn compare(args: &SimulateArgs, domain: &Domain) -> Result<()> {
         width_px: plot::DEFAULT_WIDTH_PX,
         title: Some(format!(
             "Policies on the {} workload (seed {})",
-            args.workload.workload, args.workload.seed
+            args.workload.workload.short_name(),
+            args.workload.seed
         )),
         include_live: false,
     };

@@ -508,8 +508,9 @@ mod tests {
         let mut buf = vec![0u8; 1100];
         // SAFETY: buf is writable for its length; r is a valid record.
         let n = unsafe { ffi::remus_ckpt_disk_format(&r, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = usize::try_from(n).expect("a formatted line, not -1");
         assert!(n > 0);
-        let line = std::str::from_utf8(&buf[..n as usize]).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
         assert_eq!(
             parse_disk_line(line).unwrap(),
             DiskEpoch {
@@ -601,7 +602,8 @@ mod tests {
             };
             // SAFETY: ts is writable.
             unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+            u64::try_from(ts.tv_sec).expect("not negative") * 1_000_000_000
+                + u64::try_from(ts.tv_nsec).expect("below 1e9")
         };
         let t0 = now();
         // SAFETY: d is a live handle used by this thread only.

@@ -223,8 +223,9 @@ pub(crate) fn yield_to_control() {
     // this thread's scheduling priority; a failure (not permitted) is
     // harmless and ignored.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        if let Ok(tid) = libc::id_t::try_from(libc::gettid()) {
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        }
     }
 }
 

@@ -54,13 +54,38 @@ const CURVE_WIDTH_PX: u32 = 2;
 /// stroked path; see [`stroke_pieces`].
 const MIN_JOIN_ANGLE_DEG: f64 = 60.0;
 /// Height of one two-line band-edge label ("Lmax" over "16 MiB").
+// Reason: TICK_PX is a small constant (14); `try_from` is not const.
+#[allow(clippy::cast_possible_wrap)]
 const BAND_LABEL_BLOCK_PX: i32 = 2 * TICK_PX as i32 + 4;
 /// Size of the triangles that mark values clipped to the top edge.
 const CLIP_MARKER_PX: u32 = 5;
 
-/// Colour of the `index`-th run (cycles after seven runs).
-pub fn run_color(index: usize) -> RGBColor {
-    RUN_COLORS[index % RUN_COLORS.len()]
+/// How the `index`-th run is stroked: runs 1-7 get the seven colours as
+/// solid lines, runs 8-14 the same colours dashed, 15-21 dotted, and
+/// every further seven a longer dash: no two runs share a style.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStyle {
+    pub color: RGBColor,
+    /// `None`: solid; else (dash, gap) in pixels.
+    pub dash_px: Option<(u32, u32)>,
+}
+
+pub fn run_style(index: usize) -> RunStyle {
+    let round = index / RUN_COLORS.len();
+    let dash_px = match round {
+        0 => None,
+        1 => Some((10, 6)),
+        2 => Some((3, 4)),
+        // 16, 20, 24, ... px dashes.
+        _ => {
+            let extra = u32::try_from(round - 3).unwrap_or(u32::MAX);
+            Some((extra.saturating_mul(4).saturating_add(16), 6))
+        }
+    };
+    RunStyle {
+        color: RUN_COLORS[index % RUN_COLORS.len()],
+        dash_px,
+    }
 }
 
 fn drawing<E: std::fmt::Debug>(err: E) -> anyhow::Error {
@@ -140,7 +165,7 @@ fn time_range(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Range<f64> {
 }
 
 enum LegendEntry {
-    Run(RGBColor, String),
+    Run(RunStyle, String),
     Band(String),
     Note(String),
 }
@@ -149,7 +174,7 @@ fn legend_entries(runs: &[(String, Vec<Row>)], opts: &PlotOptions) -> Vec<Legend
     let mut entries: Vec<LegendEntry> = runs
         .iter()
         .enumerate()
-        .map(|(i, (label, _))| LegendEntry::Run(run_color(i), label.clone()))
+        .map(|(i, (label, _))| LegendEntry::Run(run_style(i), label.clone()))
         .collect();
     if opts.panels.contains(&Panel::Size) {
         entries.push(LegendEntry::Band(format!(
@@ -210,8 +235,9 @@ fn legend_layout<DB: DrawingBackend>(
     entries: &[LegendEntry],
 ) -> Result<(Vec<(i32, i32)>, i32)> {
     let (width_px, _) = area.dim_in_pixel();
+    let width_px = i32::try_from(width_px).unwrap_or(i32::MAX);
     let text_style = style(LEGEND_PX, BLACK);
-    let left_px = 20;
+    let left_px: i32 = 20;
     let (mut x, mut y) = (left_px, LEGEND_LINE_HEIGHT_PX / 2);
     let mut positions = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -222,13 +248,14 @@ fn legend_layout<DB: DrawingBackend>(
         let (text_w, _) = area
             .estimate_text_size(text, &text_style)
             .map_err(drawing)?;
-        let entry_w = swatch_px + text_w as i32 + 28;
-        if x > left_px && x + entry_w > width_px as i32 - 10 {
+        let text_w = i32::try_from(text_w).unwrap_or(i32::MAX);
+        let entry_w = text_w.saturating_add(swatch_px + 28);
+        if x > left_px && x.saturating_add(entry_w) > width_px - 10 {
             x = left_px;
             y += LEGEND_LINE_HEIGHT_PX;
         }
         positions.push((x, y));
-        x += entry_w;
+        x = x.saturating_add(entry_w);
     }
     Ok((positions, y + LEGEND_LINE_HEIGHT_PX / 2 + 4))
 }
@@ -241,11 +268,15 @@ fn draw_legend<DB: DrawingBackend>(
     let left_middle = Pos::new(HPos::Left, VPos::Center);
     for (entry, &(x, y)) in entries.iter().zip(positions) {
         match entry {
-            LegendEntry::Run(color, label) => {
-                area.draw(&PathElement::new(
-                    vec![(x, y), (x + 28, y)],
-                    color.stroke_width(3),
-                ))
+            LegendEntry::Run(run, label) => {
+                let swatch = vec![(x, y), (x + 28, y)];
+                let stroke = run.color.stroke_width(3);
+                match run.dash_px {
+                    None => area.draw(&PathElement::new(swatch, stroke)),
+                    Some((dash, gap)) => area.draw(&plotters::element::DashedPathElement::new(
+                        swatch, dash, gap, stroke,
+                    )),
+                }
                 .map_err(drawing)?;
                 legend_text(area, label, (x + 36, y))?;
             }
@@ -492,7 +523,7 @@ fn draw_panel<DB: DrawingBackend>(
     }
 
     for (index, run) in series.iter().enumerate() {
-        let color = run_color(index);
+        let RunStyle { color, dash_px } = run_style(index);
         // Values above the axis are drawn on its top edge: plotters does
         // not clip to the plotting area, so they would otherwise be drawn
         // over the panel above.
@@ -505,12 +536,15 @@ fn draw_panel<DB: DrawingBackend>(
         };
         let pixels: Vec<(i32, i32)> = line.iter().map(|p| chart.backend_coord(p)).collect();
         for piece in stroke_pieces(&pixels) {
-            chart
-                .draw_series(LineSeries::new(
-                    line[piece].iter().copied(),
-                    color.stroke_width(CURVE_WIDTH_PX),
-                ))
-                .map_err(drawing)?;
+            let piece = line[piece].iter().copied();
+            let stroke = color.stroke_width(CURVE_WIDTH_PX);
+            match dash_px {
+                None => chart.draw_series(LineSeries::new(piece, stroke)),
+                Some((dash, gap)) => {
+                    chart.draw_series(DashedLineSeries::new(piece, dash, gap, stroke))
+                }
+            }
+            .map_err(drawing)?;
         }
         if run.points.len() <= MARKER_MAX_POINTS {
             chart
@@ -570,6 +604,20 @@ pub fn draw_figure<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_run_has_its_own_style() {
+        // Before: run 8 was drawn exactly like run 1 (the palette cycled).
+        let styles: Vec<RunStyle> = (0..50).map(run_style).collect();
+        for (i, a) in styles.iter().enumerate() {
+            for (j, b) in styles.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "runs {i} and {j}");
+            }
+        }
+        assert!(styles[..RUN_COLORS.len()]
+            .iter()
+            .all(|s| s.dash_px.is_none()));
+    }
 
     #[test]
     fn tick_labels_are_short() {

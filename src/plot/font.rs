@@ -4,7 +4,8 @@
 //! `ttf` feature: font-kit, fontconfig) fails on minimal hosts and CI
 //! images without fonts, which would give figures without axis labels.
 //! So DejaVu Sans (Bitstream Vera licence, see DejaVuSans-LICENSE.txt) is
-//! embedded and registered with plotters' `ab_glyph` renderer.
+//! embedded and registered with plotters' `ab_glyph` renderer, subset to
+//! ASCII, Latin-1 and a few signs (README-font.md says how).
 
 use std::sync::OnceLock;
 

@@ -28,7 +28,8 @@ const MIN_SIDE_PX: u32 = 200;
 /// Default height: a title and legend strip plus a fixed share per panel,
 /// so `--panels size,interval` is not stretched to four panels' height.
 pub fn default_height_px(panel_count: usize) -> u32 {
-    110 + 250 * panel_count.max(1) as u32
+    let panels = u32::try_from(panel_count.max(1)).unwrap_or(u32::MAX);
+    panels.saturating_mul(250).saturating_add(110)
 }
 
 /// What to draw, independent of the command line.
@@ -46,10 +47,11 @@ pub struct PlotOptions {
 
 impl Default for PlotOptions {
     fn default() -> Self {
+        let (lmin_bytes, lmax_bytes) = crate::policy::default_band_bytes();
         PlotOptions {
             panels: Panel::ALL.to_vec(),
-            lmin_bytes: 4 << 20,
-            lmax_bytes: 16 << 20,
+            lmin_bytes,
+            lmax_bytes,
             width_px: DEFAULT_WIDTH_PX,
             height_px: default_height_px(Panel::ALL.len()),
             title: None,

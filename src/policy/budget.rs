@@ -252,7 +252,11 @@ impl Budget {
         let pages = fits.max(floor).floor();
         Decision {
             interval_ms: self.cfg.clamp.tmax_ms,
-            budget_pages: if pages >= 1.0 { pages as u64 } else { 1 },
+            budget_pages: if pages >= 1.0 {
+                crate::units::round_to_u64_saturating(pages)
+            } else {
+                1
+            },
         }
     }
 }

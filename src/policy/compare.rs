@@ -112,7 +112,7 @@ impl fmt::Display for CompareSpec {
 /// `points` intervals from `from` to `to` inclusive, evenly spaced on a log
 /// scale, rounded to whole ms; duplicates after rounding appear once.
 pub fn sweep_ms(from: Millis, to: Millis, points: usize) -> Result<Vec<u32>> {
-    let ms = |m: Millis| m.0.as_millis().min(u128::from(u32::MAX)) as u32;
+    let ms = |m: Millis| crate::units::duration_to_ms_saturating(m.0);
     let (a, b) = (ms(from), ms(to));
     if a == 0 || b > INTERVAL_MAX_MS || a >= b {
         bail!("a sweep needs 1ms <= FROM < TO <= {INTERVAL_MAX_MS}ms (got {a}ms..{b}ms)");
@@ -124,7 +124,7 @@ pub fn sweep_ms(from: Millis, to: Millis, points: usize) -> Result<Vec<u32>> {
     let mut out: Vec<u32> = (0..points)
         .map(|i| {
             let f = i as f64 / (points - 1) as f64;
-            (f64::from(a) * ratio.powf(f)).round() as u32
+            crate::units::round_to_u32_saturating(f64::from(a) * ratio.powf(f))
         })
         .collect();
     out.dedup();

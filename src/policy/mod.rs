@@ -45,8 +45,25 @@ pub use fixed_budget::FixedBudget;
 pub use target::Target;
 pub use threshold::Threshold;
 
-/// Largest interval the save side accepts (REMUS_CKPT_INTERVAL_MAX_MS).
-pub const INTERVAL_MAX_MS: u32 = 60_000;
+/// Largest interval the save side accepts: REMUS_CKPT_INTERVAL_MAX_MS of
+/// csrc/remus_ckpt.h, through the bindings (the value lives there only).
+pub const INTERVAL_MAX_MS: u32 = crate::ffi::REMUS_CKPT_INTERVAL_MAX_MS;
+
+/// The default size band, written as `--help` shows it: the one default of
+/// `--lmin` / `--lmax` for every command that takes them (run, watch,
+/// simulate through [`PolicyArgs`]; report; plot).
+pub const LMIN_DEFAULT: &str = "4MiB";
+/// See [`LMIN_DEFAULT`].
+pub const LMAX_DEFAULT: &str = "16MiB";
+
+/// [`LMIN_DEFAULT`] and [`LMAX_DEFAULT`] in bytes.
+pub fn default_band_bytes() -> (u64, u64) {
+    let bytes = |text: &str| {
+        crate::units::parse_bytes(text)
+            .unwrap_or_else(|e| unreachable!("band default {text} does not parse: {e}"))
+    };
+    (bytes(LMIN_DEFAULT), bytes(LMAX_DEFAULT))
+}
 
 /// What a policy learns from one checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -181,12 +198,12 @@ pub struct PolicyArgs {
     pub interval: Millis,
 
     /// Lower edge of the size band (B, KiB, MiB, GiB, KB, MB, GB).
-    #[arg(long, value_name = "SIZE", default_value = "4MiB")]
+    #[arg(long, value_name = "SIZE", default_value = LMIN_DEFAULT)]
     pub lmin: Bytes,
 
     /// Upper edge of the size band: checkpoints above it shorten the
     /// interval; for `budget`, the size each checkpoint is kept within.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
+    #[arg(long, value_name = "SIZE", default_value = LMAX_DEFAULT)]
     pub lmax: Bytes,
 
     /// What counts as the checkpoint's size: wire = bytes_sent, memory =
@@ -257,7 +274,7 @@ impl Default for PolicyArgs {
 }
 
 fn to_ms(m: Millis) -> u32 {
-    m.0.as_millis().min(u128::from(u32::MAX)) as u32
+    crate::units::duration_to_ms_saturating(m.0)
 }
 
 impl PolicyArgs {
@@ -387,8 +404,10 @@ impl Clamp {
         if ms.is_nan() {
             return self.tmin_ms;
         }
-        ms.round()
-            .clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)) as u32
+        crate::units::round_to_u32_saturating(
+            ms.round()
+                .clamp(f64::from(self.tmin_ms), f64::from(self.tmax_ms)),
+        )
     }
 }
 

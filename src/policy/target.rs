@@ -100,7 +100,7 @@ mod tests {
         let mut interval = p.initial().interval_ms;
         let mut size = 0;
         for _ in 0..40 {
-            size = (rate * f64::from(interval)) as u64;
+            size = crate::units::round_to_u64_saturating((rate * f64::from(interval)).floor());
             interval = p.next_interval_ms(&Observation {
                 size_bytes: size,
                 period_ms: f64::from(interval),

@@ -66,7 +66,9 @@ fn bucket_of(v: f64) -> usize {
         let bits = v.to_bits();
         let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
         let sub = ((bits >> (52 - SUB_BITS)) as usize) & (SUBS - 1);
-        2 + (exp - MIN_EXP) as usize * SUBS + sub
+        // v >= 2^MIN_EXP here, so exp >= MIN_EXP.
+        let octave = usize::try_from(exp - MIN_EXP).expect("exp >= MIN_EXP");
+        2 + octave * SUBS + sub
     }
 }
 

@@ -39,7 +39,7 @@ pub fn nearest_rank<T: Copy>(sorted: &[T], percent: u32) -> Option<T> {
     }
     let n = sorted.len() as u64;
     let rank = (u64::from(percent) * n).div_ceil(100).clamp(1, n);
-    Some(sorted[(rank - 1) as usize])
+    sorted.get(usize::try_from(rank - 1).ok()?).copied()
 }
 
 /// Sorts `values` and takes their [`Quantiles`]; `None` when empty.

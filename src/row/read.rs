@@ -74,7 +74,8 @@ pub fn for_each_row<R: Read>(
             let column = match err.kind() {
                 csv::ErrorKind::Deserialize { err, .. } => err
                     .field()
-                    .and_then(|i| headers.get(i as usize))
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| headers.get(i))
                     .map(|name| format!("column {name}: {err}"))
                     .unwrap_or_else(|| err.to_string()),
                 _ => err.to_string(),

@@ -49,6 +49,11 @@ impl Checkpoint for Ckpt {
     }
 }
 
+/// A formatter's return value as the length it is (fails on -1).
+pub fn len_of(n: i32) -> usize {
+    usize::try_from(n).expect("a length, not -1")
+}
+
 pub fn format(rec: &ffi::remus_ckpt_record, len: usize) -> (i32, Vec<u8>) {
     let mut buf = vec![0xffu8; len];
     // SAFETY: rec is a valid record; buf is writable for exactly `len`
@@ -334,7 +339,22 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: ts is a valid, writable timespec.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     assert_eq!(r, 0);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    timespec_ns(&ts)
+}
+
+/// A clock reading (never negative) in ns.
+pub fn timespec_ns(ts: &libc::timespec) -> u64 {
+    let secs = u64::try_from(ts.tv_sec).expect("a clock reading is not negative");
+    let nanos = u64::try_from(ts.tv_nsec).expect("tv_nsec is in 0..1e9");
+    secs * 1_000_000_000 + nanos
+}
+
+/// `ns` as a timespec (an absolute deadline on a clock).
+pub fn ns_timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(ns / 1_000_000_000).expect("a deadline fits time_t"),
+        tv_nsec: libc::c_long::try_from(ns % 1_000_000_000).expect("below 1e9"),
+    }
 }
 
 /// Run `f` on its own thread and fail (rather than hang) if it blocks.

@@ -13,7 +13,10 @@
 //! cargo-fuzz needs a nightly toolchain and libFuzzer; CI has stable
 //! only, so this harness is plain Rust: seeded generators that know the
 //! formats, and properties checked against reference models.
-
+// Reason: the generators cut random u64s down to bytes, lengths and
+// indices on purpose (`next_u64() as u8`, `below(n) as usize` with n a
+// small length); a truncation there changes only which input is made.
+#![allow(clippy::cast_possible_truncation)]
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -950,7 +953,7 @@ pub fn model_control_kv(line: &[u8]) -> Option<(u32, u64)> {
 /// `interval_ms` line, 0 for anything else (budget lines included).
 pub fn model_control(line: &[u8]) -> u32 {
     match model_control_kv(line) {
-        Some((KEY_INTERVAL, ms)) => ms as u32,
+        Some((KEY_INTERVAL, ms)) => u32::try_from(ms).expect("interval within its key's range"),
         _ => 0,
     }
 }
@@ -1630,9 +1633,12 @@ pub fn check_controller_budget(
         .build()
         .map_err(|e| format!("valid args refused: {e:#}"))?;
     let adaptive = policy.is_adaptive();
-    let tmin = args.tmin.0.as_millis() as u32;
-    let tmax = args.tmax.0.as_millis() as u32;
-    let fixed = args.interval.0.as_millis() as u32;
+    let ms = |what: &str, d: std::time::Duration| {
+        u32::try_from(d.as_millis()).map_err(|e| format!("{what} {d:?} past u32 ms: {e}"))
+    };
+    let tmin = ms("tmin", args.tmin.0)?;
+    let tmax = ms("tmax", args.tmax.0)?;
+    let fixed = ms("interval", args.interval.0)?;
     let allowed = |ms: u32| {
         if adaptive {
             (tmin..=tmax).contains(&ms)

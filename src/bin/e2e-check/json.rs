@@ -84,6 +84,8 @@ impl fmt::Display for Json {
         match self {
             Json::Null => f.write_str("null"),
             Json::Bool(b) => write!(f, "{b}"),
+            // A whole number below 1e15: the cast is exact.
+            #[allow(clippy::cast_possible_truncation)]
             Json::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
             Json::Num(n) => write!(f, "{}", (n * 1e4).round() / 1e4),
             Json::Str(s) => escape(s, f),

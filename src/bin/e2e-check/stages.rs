@@ -748,9 +748,7 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
             }
         }
         if let Ok(s) = run.status() {
-            for key in [
-                "backup_running",
-            ] {
+            for key in ["backup_running"] {
                 if let Some(v) = s.get(key) {
                     r.set(key, v);
                 }

@@ -141,7 +141,7 @@ struct VirtualTime {
 const VIRTUAL_BASE_NS: u64 = 1_000_000_000;
 
 fn to_ns(seconds: f64) -> u64 {
-    (seconds.max(0.0) * 1e9).round() as u64
+    crate::units::round_to_u64_saturating(seconds.max(0.0) * 1e9)
 }
 
 fn to_s(now_ns: u64) -> f64 {

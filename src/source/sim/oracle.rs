@@ -493,7 +493,7 @@ mod tests {
         for pair in rows.windows(2).skip(1) {
             let (prev, r) = (&pair[0], &pair[1]);
             assert!(r.size_bytes <= a.policy.lmax.0, "{r:?}");
-            assert!((clamp.tmin_ms..=clamp.tmax_ms).contains(&(r.interval_ms as u32)));
+            assert!((u64::from(clamp.tmin_ms)..=u64::from(clamp.tmax_ms)).contains(&r.interval_ms));
             if r.interval_ms == u64::from(clamp.tmax_ms) {
                 at_tmax += 1;
                 continue;

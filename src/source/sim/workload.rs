@@ -20,7 +20,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::units::{Bytes, Millis};
+use crate::units::{round_to_u64_saturating, Bytes, Millis};
 
 /// Rate granularity: noise and bursts change at most this often.
 const SLOT_S: f64 = 0.05;
@@ -65,6 +65,20 @@ impl fmt::Display for WorkloadKind {
             WorkloadKind::Phases => write!(f, "phases"),
             WorkloadKind::Ramp => write!(f, "ramp"),
             WorkloadKind::Trace(p) => write!(f, "trace:{}", p.display()),
+        }
+    }
+}
+
+impl WorkloadKind {
+    /// The kind as a figure title names it: a trace by its file name, not
+    /// its full path.
+    pub fn short_name(&self) -> String {
+        match self {
+            WorkloadKind::Trace(p) => match p.file_name() {
+                Some(name) => format!("trace:{}", name.to_string_lossy()),
+                None => self.to_string(),
+            },
+            _ => self.to_string(),
         }
     }
 }
@@ -202,14 +216,14 @@ impl Workload {
         match &self.kind {
             WorkloadKind::Steady => self.rate,
             WorkloadKind::Phases => {
-                if ((t_s / self.phase_s).floor() as u64) % 2 == 0 {
+                if round_to_u64_saturating((t_s / self.phase_s).floor()) % 2 == 0 {
                     self.low_rate
                 } else {
                     self.high_rate
                 }
             }
             WorkloadKind::Bursty => {
-                let window = (t_s / self.burst_s).floor() as u64;
+                let window = round_to_u64_saturating((t_s / self.burst_s).floor());
                 if unit(self.seed ^ 0xb0b5, window) < self.burst_share {
                     self.high_rate
                 } else {
@@ -250,8 +264,8 @@ impl Workload {
         // Iterate over slot indices, not a float cursor: a cursor can stop
         // advancing when a slot edge rounds onto it.
         let from_s = from_s.max(0.0);
-        let first = (from_s / SLOT_S).floor() as u64;
-        let last = (to_s / SLOT_S).ceil() as u64;
+        let first = round_to_u64_saturating((from_s / SLOT_S).floor());
+        let last = round_to_u64_saturating((to_s / SLOT_S).ceil());
         let mut total = 0.0;
         for slot in first..last {
             let a = from_s.max(slot as f64 * SLOT_S);
@@ -266,7 +280,7 @@ impl Workload {
     /// Distinct pages dirty after running in [from_s, to_s).
     pub fn dirty_pages(&self, from_s: f64, to_s: f64) -> u64 {
         let w = self.working_set_pages;
-        (w * (1.0 - (-self.writes(from_s, to_s) / w).exp())).round() as u64
+        round_to_u64_saturating(w * (1.0 - (-self.writes(from_s, to_s) / w).exp()))
     }
 }
 
@@ -335,6 +349,14 @@ mod tests {
         let mut argv = vec!["t"];
         argv.extend_from_slice(args);
         Workload::new(&W::parse_from(argv).w, 4096, 60.0).unwrap()
+    }
+
+    #[test]
+    fn a_trace_is_named_by_its_file_name() {
+        let kind: WorkloadKind = "trace:/srv/traces/db-night.csv".parse().unwrap();
+        assert_eq!(kind.to_string(), "trace:/srv/traces/db-night.csv");
+        assert_eq!(kind.short_name(), "trace:db-night.csv");
+        assert_eq!(WorkloadKind::Bursty.short_name(), "bursty");
     }
 
     #[test]
