@@ -24,6 +24,7 @@ mod json;
 mod phases;
 mod records;
 mod rundir;
+mod scrape;
 mod stages;
 mod verdict;
 mod work;
@@ -96,6 +97,7 @@ fn run_checks<'a>(
                 format!("the serial log shows no Xen boot banner with {banner}"),
             ))
         }),
+        Check::new("package", move || scrape::package(&run.out)),
         Check::new("xen.packages", move || {
             let v = version
                 .as_deref()
@@ -154,7 +156,7 @@ fn judge(root: &Path) -> Result<bool> {
     let settings = scenario.and_then(|env| Settings::from_env(env, &run.out.join("scenario.env")));
 
     let mut lines: Vec<Line> = Vec::new();
-    let run_names: Vec<String> = ["dom0", "xen.banner", "xen.packages", "stages"]
+    let run_names: Vec<String> = ["dom0", "xen.banner", "package", "xen.packages", "stages"]
         .map(String::from)
         .to_vec();
     lines.extend(run_stage(

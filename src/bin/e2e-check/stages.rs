@@ -519,7 +519,7 @@ pub fn expected(stage: &str) -> Option<Vec<String>> {
             add(
                 &mut v,
                 &[
-                    "stage", "helper", "guest", "triple", "stop", "exit", "until",
+                    "stage", "helper", "guest", "triple", "stop", "exit", "until", "metrics",
                 ],
             );
             add(&mut v, &["phases.rate", "phases.interval"]);
@@ -609,6 +609,13 @@ pub fn checks<'a>(
                     v.push(Check::new("stop", move || stopped(run)));
                     v.push(Check::new("exit", move || exit_130(run)));
                     v.push(Check::new("until", move || until(run, "stop_up")));
+                    v.push(Check::new("metrics", move || {
+                        crate::scrape::metrics(
+                            &run.files.path("metrics-running.txt"),
+                            &run.files.path("metrics-final.txt"),
+                            run.rows()?,
+                        )
+                    }));
                     v.push(Check::new("phases.rate", move || phases_rate(run)));
                     v.push(Check::new("phases.interval", move || phases_interval(run)));
                     recs(
