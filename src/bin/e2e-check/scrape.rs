@@ -56,8 +56,8 @@ pub fn checkpoints_total(path: &Path) -> Result<u64> {
         if !(v >= 0.0 && v.fract() == 0.0) {
             bail!("{}: checkpoints_total {v} is not a count", path.display());
         }
-        // A whole, non-negative value just checked: the cast is exact.
-        total += v as u64;
+        // A whole, non-negative value just checked: exact.
+        total += remus_ckpt::units::round_to_u64_saturating(v);
         series += 1;
     }
     if series == 0 {
