@@ -41,8 +41,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Debian version the series, the Build ID proof and the symbol proof use.
-const XEN_DEB_VERSION: &str = "4.17.5+72-g01140da4e8-1";
+/// Debian version the series, the Build ID proof and the symbol proof
+/// use: the pinned one (scripts/ci-xen-version, from Cargo.toml).
+fn xen_deb_version() -> String {
+    let out = Command::new("scripts/ci-xen-version")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run scripts/ci-xen-version");
+    assert!(out.status.success(), "scripts/ci-xen-version failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
 const LIB_FILE: &str = "libxenguest.so.4.17.0";
 const LIB_SONAME: &str = "libxenguest.so.4.17";
 const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libxenguest.so.4.17.0";
@@ -52,9 +60,9 @@ const SERIES_DIR: &str = "patches/xen-4.17";
 /// What a proof needs besides the source tree.
 #[derive(Clone, Copy, PartialEq)]
 enum Need {
-    /// Debian's libxenguest at XEN_DEB_VERSION.
+    /// Debian's libxenguest at the pinned version.
     DebianLib,
-    /// Debian's libxl-save-helper at XEN_DEB_VERSION.
+    /// Debian's libxl-save-helper at the pinned version.
     SaveHelper,
     Tool(&'static str),
 }
@@ -115,11 +123,12 @@ fn need_package(package: &str, file: &str) -> Result<(), String> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let pinned = xen_deb_version();
     match version {
-        Some(v) if v == XEN_DEB_VERSION && Path::new(file).exists() => Ok(()),
-        Some(v) if v == XEN_DEB_VERSION => Err(format!("{file} is missing")),
+        Some(v) if v == pinned && Path::new(file).exists() => Ok(()),
+        Some(v) if v == pinned => Err(format!("{file} is missing")),
         Some(v) => Err(format!(
-            "{package} is {v}, not {XEN_DEB_VERSION} (scripts/install-xen-deps pins it)"
+            "{package} is {v}, not {pinned} (scripts/install-xen-deps pins it)"
         )),
         None => Err(format!(
             "{package} is not installed (scripts/install-xen-deps)"
