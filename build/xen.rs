@@ -228,9 +228,14 @@ fn xen_series(args: &[&str]) -> Result<String> {
         .output()
         .map_err(|e| Failure::io(format!("running {}", script.display()), e))?;
     if !out.status.success() {
+        // Exit 2: no line serves the version (its stderr lists those that do).
+        let what = if out.status.code() == Some(2) {
+            "unsupported Xen version".to_string()
+        } else {
+            format!("scripts/xen-series {}", args.join(" "))
+        };
         return Err(Failure::new(format!(
-            "scripts/xen-series {}: {}",
-            args.join(" "),
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr).trim_end()
         )));
     }
