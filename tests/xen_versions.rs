@@ -378,7 +378,8 @@ fn every_given_tree_applies_and_compiles() {
     }
 }
 
-/// Every line of patches/versions names a series whose patches exist, its base release is one of RELEASES (so that
+/// Every line of patches/versions names a series whose patches exist in
+/// `git format-patch` form, its base release is one of RELEASES (so that
 /// scripts/patches-regen has its tree), and every release of RELEASES is
 /// covered.  Column syntax and overlaps: scripts/xen-series.
 #[test]
@@ -402,10 +403,20 @@ fn versions_file_is_consistent() {
         for p in patches.lines() {
             let text = fs::read_to_string(dir.join(p))
                 .unwrap_or_else(|e| panic!("{}/{p}: {e}", dir.display()));
-            // Each patch says what and why before the diff.
-            assert!(text.starts_with("From: "), "{p}: no header");
-            assert!(text.contains("\nSubject: "), "{p}: no Subject");
-            assert!(text.contains("\n---\n"), "{p}: no --- after the header");
+            // git format-patch output: what and why before the diff.
+            assert!(
+                text.starts_with("From 0000000000000000000000000000000000000000 "),
+                "{p}: not git format-patch --zero-commit output"
+            );
+            for field in [
+                "\nFrom: ",
+                "\nDate: ",
+                "\nSubject: [PATCH",
+                "\n---\n",
+                "\ndiff --git a/",
+            ] {
+                assert!(text.contains(field), "{p}: no {field:?}");
+            }
         }
         assert!(
             RELEASES.contains(&l["base"].as_str()),
