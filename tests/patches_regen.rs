@@ -246,3 +246,29 @@ fn xen_series_refuses_malformed_versions() {
         );
     }
 }
+
+/// docs/xen-versions.md explains every pair of neighbouring series of
+/// patches/versions: a new series without its row fails here.
+#[test]
+fn docs_explain_every_neighbouring_pair() {
+    let out = run(&repo(), "xen-series", &["lines"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let series: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("series="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(series.len() > 1, "{series:?}");
+    let doc =
+        fs::read_to_string(repo().join("docs/xen-versions.md")).expect("docs/xen-versions.md");
+    for pair in series.windows(2) {
+        let row = format!("| {} → {} |", pair[0], pair[1]);
+        assert!(
+            doc.contains(&row),
+            "docs/xen-versions.md has no row `{row}` in \"What differs between neighbouring series\""
+        );
+    }
+}
