@@ -31,8 +31,8 @@ const MS: u64 = 1_000_000;
 // A thin owner of one `struct remus_ckpt *`.
 // ---------------------------------------------------------------------------
 
-/// Owns one non-NULL rc; closes it on drop.  `NonNull` keeps it `!Send`,
-/// matching the C contract "one rc is used by one thread".
+/// Owns one non-NULL handle; closes it on drop.  `NonNull` keeps it `!Send`,
+/// matching the C contract "one handle is used by one thread".
 struct Ckpt {
     raw: NonNull<ffi::remus_ckpt>,
 }
@@ -67,44 +67,44 @@ impl Ckpt {
     }
 
     fn gate(&mut self, live: bool) {
-        // SAFETY: self.raw is a live rc from open_with (closed only in
+        // SAFETY: self.raw is a live handle from open_with (closed only in
         // Drop) and is only used from the thread that owns self.
         unsafe { ffi::remus_ckpt_gate(self.raw.as_ptr(), live as libc::c_int) }
     }
 
     fn mark(&mut self, mark: u32) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_mark(self.raw.as_ptr(), mark) }
     }
 
     fn dirty(&mut self, dirty: u64, deferred: u64) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_dirty(self.raw.as_ptr(), dirty, deferred) }
     }
 
     fn wrote(&mut self, bytes: u64, pages: u64) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_wrote(self.raw.as_ptr(), bytes, pages) }
     }
 
     fn wrote_raw(&mut self, bytes: u64) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_wrote_raw(self.raw.as_ptr(), bytes) }
     }
 
     fn emit(&mut self) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_emit(self.raw.as_ptr()) }
     }
 
     fn end(&mut self, reason: u32) {
-        // SAFETY: as in gate(): live rc, single thread.
+        // SAFETY: as in gate(): live handle, single thread.
         unsafe { ffi::remus_ckpt_end(self.raw.as_ptr(), reason) }
     }
 
     fn last(&self) -> Option<ffi::remus_ckpt_record> {
         let mut out = ffi::remus_ckpt_record::default();
-        // SAFETY: live rc, and `out` is a valid, writable record that the
+        // SAFETY: live handle, and `out` is a valid, writable record that the
         // call fills by value.
         let r = unsafe { ffi::remus_ckpt_last(self.raw.as_ptr(), &mut out) };
         (r == 0).then_some(out)
@@ -541,17 +541,17 @@ fn record_round_trip_through_fifo() {
     let path = dir.path().join("stats");
     mkfifo(&path, 0o600);
     let reader = fifo_reader(&path);
-    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).expect("configured");
+    let mut ckpt = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).expect("configured");
 
     let before = monotonic_ns();
-    rc.gate(true);
-    rc.mark(SUSPENDED);
-    rc.dirty(123, 4);
-    rc.wrote(1000, 2);
-    rc.wrote(24, 0);
-    rc.mark(SENT);
-    rc.mark(RESUMED);
-    rc.emit();
+    ckpt.gate(true);
+    ckpt.mark(SUSPENDED);
+    ckpt.dirty(123, 4);
+    ckpt.wrote(1000, 2);
+    ckpt.wrote(24, 0);
+    ckpt.mark(SENT);
+    ckpt.mark(RESUMED);
+    ckpt.emit();
     let after = monotonic_ns();
 
     let got = lines(&read_available(&reader));
@@ -602,17 +602,17 @@ fn record_round_trip_through_fifo() {
     assert_eq!(kv[22].1, "unset", "no control configured");
 
     // remus_ckpt_last() is the same record, and format() gives the same line.
-    let last = rc.last().unwrap();
+    let last = ckpt.last().unwrap();
     assert!(records_equal(&last, &record_from_line(line)));
     assert_eq!(&reference_line(&last), line);
 
     // Second checkpoint: counters were reset, seq advanced, bytes_raw shows
     // up between bytes_sent and t_gate, unreached marks are 0.
-    rc.gate(false);
-    rc.wrote(100, 1);
-    rc.wrote_raw(3000);
-    rc.wrote_raw(2000);
-    rc.emit();
+    ckpt.gate(false);
+    ckpt.wrote(100, 1);
+    ckpt.wrote_raw(3000);
+    ckpt.wrote_raw(2000);
+    ckpt.emit();
     let got = lines(&read_available(&reader));
     assert_eq!(got.len(), 1);
     let kv = parse_line(&got[0]);
@@ -632,7 +632,7 @@ fn record_round_trip_through_fifo() {
     assert!(num(&kv, "t_gate") >= ts[5]);
 
     // Third: bytes_raw was reset too.
-    rc.emit();
+    ckpt.emit();
     let kv = parse_line(&lines(&read_available(&reader))[0]);
     let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
@@ -651,19 +651,19 @@ fn record_to_regular_file_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stats.log");
     std::fs::write(&path, "existing\n").unwrap();
-    let mut rc = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).unwrap();
-    rc.checkpoint(true);
-    let r = rc.checkpoint(false);
-    drop(rc);
+    let mut ckpt = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).unwrap();
+    ckpt.checkpoint(true);
+    let r = ckpt.checkpoint(false);
+    drop(ckpt);
     assert_eq!(r.dropped, 1, "every record dropped");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "existing\n");
 
     // A stats path that does not exist is not created.
     let missing = dir.path().join("missing");
-    let mut rc = Ckpt::open(REMUS, Some(missing.to_str().unwrap()), None).unwrap();
-    rc.checkpoint(true);
-    rc.checkpoint(false);
-    assert_eq!(rc.last().unwrap().dropped, 1);
+    let mut ckpt = Ckpt::open(REMUS, Some(missing.to_str().unwrap()), None).unwrap();
+    ckpt.checkpoint(true);
+    ckpt.checkpoint(false);
+    assert_eq!(ckpt.last().unwrap().dropped, 1);
     assert!(!missing.exists());
 }
 
@@ -683,14 +683,14 @@ fn end_emits_the_last_checkpoint_with_its_reason() {
         let path = dir.path().join("stats");
         mkfifo(&path, 0o600);
         let reader = fifo_reader(&path);
-        let mut rc = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).expect("configured");
-        rc.checkpoint(true);
-        rc.gate(false);
-        rc.mark(SUSPENDED);
-        rc.wrote(4096, 1);
-        rc.mark(SENT);
-        rc.mark(RESUMED);
-        rc.end(reason);
+        let mut ckpt = Ckpt::open(COLO, Some(path.to_str().unwrap()), None).expect("configured");
+        ckpt.checkpoint(true);
+        ckpt.gate(false);
+        ckpt.mark(SUSPENDED);
+        ckpt.wrote(4096, 1);
+        ckpt.mark(SENT);
+        ckpt.mark(RESUMED);
+        ckpt.end(reason);
         let got = lines(&read_available(&reader));
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(!got[0].contains(" end="), "{}", got[0]);
@@ -704,7 +704,7 @@ fn end_emits_the_last_checkpoint_with_its_reason() {
         assert_eq!(num(&kv, "bytes_sent"), 4096);
         assert!(num(&kv, "t_done") >= num(&kv, "t_resumed"));
         assert_eq!(
-            rc.last().unwrap().end,
+            ckpt.last().unwrap().end,
             if reason == 99 { 3 } else { reason }
         );
     }
@@ -857,8 +857,8 @@ fn unconfigured_is_null_and_noop() {
     ] {
         // SAFETY: s and c are NULL or point to the NUL-terminated `empty`,
         // which outlives the call.
-        let rc = unsafe { ffi::remus_ckpt_open_with(1, REMUS, 4096, s, c) };
-        assert!(rc.is_null());
+        let ckpt = unsafe { ffi::remus_ckpt_open_with(1, REMUS, 4096, s, c) };
+        assert!(ckpt.is_null());
     }
 
     // An unknown stream type is treated as unconfigured, not guessed at.
@@ -867,7 +867,7 @@ fn unconfigured_is_null_and_noop() {
     let null: *mut ffi::remus_ckpt = ptr::null_mut();
     let mut out = ffi::remus_ckpt_record::default();
     let start = Instant::now();
-    // SAFETY: every entry point is documented to accept rc == NULL and do
+    // SAFETY: every entry point is documented to accept a NULL handle and do
     // nothing; `out` is a valid record for remus_ckpt_last to (not) fill.
     unsafe {
         ffi::remus_ckpt_gate(null, 0);
@@ -891,15 +891,15 @@ fn unconfigured_is_null_and_noop() {
         "out untouched"
     );
 
-    // Configured rc: no record yet before the first emit; unknown marks are
+    // Configured handle: no record yet before the first emit; unknown marks are
     // ignored.
     let (_r, w) = pipe();
-    let mut rc = Ckpt::open(REMUS, Some(&format!("fd:{}", w.as_raw_fd())), None).unwrap();
-    assert!(rc.last().is_none());
-    rc.mark(0);
-    rc.mark(4);
-    rc.emit();
-    let rec = rc.last().unwrap();
+    let mut ckpt = Ckpt::open(REMUS, Some(&format!("fd:{}", w.as_raw_fd())), None).unwrap();
+    assert!(ckpt.last().is_none());
+    ckpt.mark(0);
+    ckpt.mark(4);
+    ckpt.emit();
+    let rec = ckpt.last().unwrap();
     assert_eq!((rec.t_suspended, rec.t_sent, rec.t_resumed), (0, 0, 0));
 }
 
@@ -1024,19 +1024,19 @@ fn child_open_env() {
         assert!(raw.is_null());
         return;
     }
-    let mut rc = Ckpt {
+    let mut ckpt = Ckpt {
         raw: NonNull::new(raw).expect("configured"),
     };
     match expect.as_str() {
         "non-null" => {}
         "record" => {
-            rc.checkpoint(true);
+            ckpt.checkpoint(true);
         }
         "fallback" | "no-fallback" => {
             // COLO is not paced, but its records say what control is.
-            rc.checkpoint(true);
+            ckpt.checkpoint(true);
             std::thread::sleep(Duration::from_millis(150));
-            let r = rc.checkpoint(false);
+            let r = ckpt.checkpoint(false);
             let want = if expect == "fallback" {
                 "fallback"
             } else {
@@ -1059,13 +1059,13 @@ fn fifo_without_reader_drops_then_recovers() {
     mkfifo(&path, 0o600);
     let p = path.clone();
     let (rec, line) = within(20, move || {
-        let mut rc = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
-        rc.checkpoint(true);
-        rc.checkpoint(false);
-        let third = rc.checkpoint(false);
+        let mut ckpt = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
+        ckpt.checkpoint(true);
+        ckpt.checkpoint(false);
+        let third = ckpt.checkpoint(false);
         // A reader appears: the path is opened again and the record lands.
         let reader = fifo_reader(&p);
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
         (third, read_available(&reader))
     });
     assert_eq!(rec.dropped, 2, "records lost before the third");
@@ -1098,11 +1098,11 @@ fn full_pipe_drops_and_counts() {
     let spec = format!("fd:{}", w.as_raw_fd());
 
     let (r, w, line) = within(20, move || {
-        let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+        let mut ckpt = Ckpt::open(REMUS, Some(&spec), None).unwrap();
         for _ in 0..5 {
-            rc.checkpoint(false);
+            ckpt.checkpoint(false);
         }
-        assert_eq!(rc.last().unwrap().dropped, 4);
+        assert_eq!(ckpt.last().unwrap().dropped, 4);
         // Drain, then the next record gets through and reports 5 lost.
         set_nonblock(&r, true);
         let mut drained = 0;
@@ -1111,8 +1111,8 @@ fn full_pipe_drops_and_counts() {
             drained += n;
         }
         assert_eq!(drained, filled, "nothing but the filler was written");
-        rc.checkpoint(false);
-        drop(rc);
+        ckpt.checkpoint(false);
+        drop(ckpt);
         let line = read_available(&r);
         (r, w, line)
     });
@@ -1133,16 +1133,16 @@ fn fifo_with_idle_reader_counts_every_loss() {
     let reader = fifo_reader(&path);
     let p = path.clone();
     const N: u64 = 1000;
-    let rc = within(20, move || {
-        let mut rc = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
+    let ckpt = within(20, move || {
+        let mut ckpt = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
         for _ in 0..N {
-            rc.wrote(123_456, 30);
-            rc.checkpoint(false);
+            ckpt.wrote(123_456, 30);
+            ckpt.checkpoint(false);
         }
-        let last = rc.last().unwrap();
-        (last.seq, last.dropped, SendCkpt(rc))
+        let last = ckpt.last().unwrap();
+        (last.seq, last.dropped, SendCkpt(ckpt))
     });
-    let (seq, dropped_before_last, mut rc) = (rc.0, rc.1, rc.2 .0);
+    let (seq, dropped_before_last, mut ckpt) = (ckpt.0, ckpt.1, ckpt.2 .0);
     assert_eq!(seq, N - 1);
     let got = lines(&read_available(&reader));
     let k = got.len() as u64;
@@ -1163,7 +1163,7 @@ fn fifo_with_idle_reader_counts_every_loss() {
     }
     assert_eq!(prev_dropped, 0, "the first k went through without loss");
     assert!(dropped_before_last >= N - k - 1);
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
     let got = lines(&read_available(&reader));
     assert_eq!(got.len(), 1);
     let r = record_from_line(&got[0]);
@@ -1171,10 +1171,10 @@ fn fifo_with_idle_reader_counts_every_loss() {
     assert_eq!(r.dropped, N - k, "exactly the lost records are counted");
 }
 
-/// Moves an rc between threads for tests that hand it back and forth; the
+/// Moves a handle between threads for tests that hand it back and forth; the
 /// C contract only needs one thread *at a time*.
 struct SendCkpt(Ckpt);
-// SAFETY: the rc is used by one thread at a time (handed over through a
+// SAFETY: the handle is used by one thread at a time (handed over through a
 // channel, which synchronises), and holds no thread-local state.
 unsafe impl Send for SendCkpt {}
 
@@ -1217,10 +1217,10 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
     if r < 0 {
         return 2;
     }
-    let Some(mut rc) = Ckpt::open(REMUS, Some(fifo_str), None) else {
+    let Some(mut ckpt) = Ckpt::open(REMUS, Some(fifo_str), None) else {
         return 3;
     };
-    rc.checkpoint(true);
+    ckpt.checkpoint(true);
     let mut buf = [0u8; 1024];
     // SAFETY: buf is writable for its length; r is our open fd.
     let n = unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) };
@@ -1230,9 +1230,9 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
     // SAFETY: r is ours, closed once.
     unsafe { libc::close(r) };
     for _ in 0..5 {
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
     }
-    if rc.last().unwrap().dropped != 4 {
+    if ckpt.last().unwrap().dropped != 4 {
         return 5;
     }
     if sigpipe_state() != (false, false) {
@@ -1248,13 +1248,13 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         }
         libc::close(fds[0]);
     }
-    let Some(mut rc) = Ckpt::open(COLO, Some(&format!("fd:{}", fds[1])), None) else {
+    let Some(mut ckpt) = Ckpt::open(COLO, Some(&format!("fd:{}", fds[1])), None) else {
         return 8;
     };
     for _ in 0..5 {
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
     }
-    if rc.last().unwrap().dropped != 4 || sigpipe_state() != (false, false) {
+    if ckpt.last().unwrap().dropped != 4 || sigpipe_state() != (false, false) {
         return 9;
     }
 
@@ -1271,7 +1271,7 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         if sigpipe_state() != (true, true) {
             return 10;
         }
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
         if sigpipe_state() != (true, true) {
             return 11; // consumed someone else's signal, or unblocked it
         }
@@ -1282,13 +1282,13 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         if libc::sigtimedwait(&set, ptr::null_mut(), &zero) != libc::SIGPIPE {
             return 12;
         }
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
         if sigpipe_state() != (false, true) {
             return 13; // left our own SIGPIPE pending
         }
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut());
     }
-    if rc.last().unwrap().dropped != 6 {
+    if ckpt.last().unwrap().dropped != 6 {
         return 14;
     }
 
@@ -1302,13 +1302,13 @@ fn sigpipe_child(fifo: &CStr, fifo_str: &str) -> i32 {
         }
         libc::close(sv[1]);
     }
-    let Some(mut rc) = Ckpt::open(REMUS, Some(&format!("fd:{}", sv[0])), None) else {
+    let Some(mut ckpt) = Ckpt::open(REMUS, Some(&format!("fd:{}", sv[0])), None) else {
         return 16;
     };
     for _ in 0..5 {
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
     }
-    if rc.last().unwrap().dropped != 4 || sigpipe_state() != (false, false) {
+    if ckpt.last().unwrap().dropped != 4 || sigpipe_state() != (false, false) {
         return 17;
     }
     0
@@ -1437,9 +1437,9 @@ fn control_rejects_bad_lines_last_valid_wins() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
-    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
-    rc.gate(true); // opens the control FIFO (at the first checkpoint)
-    rc.emit();
+    let mut ckpt = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    ckpt.gate(true); // opens the control FIFO (at the first checkpoint)
+    ckpt.emit();
     let mut w = fifo_writer(&path);
 
     let at_limit = format!("interval_ms=30{}", " ".repeat(64 - 14));
@@ -1468,37 +1468,37 @@ fn control_rejects_bad_lines_last_valid_wins() {
     // At most 4 KiB of control input is read per gate wake: this 5.4 KB
     // takes two gates.
     assert!(input.len() > 4096 && input.len() <= 2 * 4096);
-    rc.gate(true);
-    rc.gate(true);
-    rc.emit();
-    let r = rc.last().unwrap();
+    ckpt.gate(true);
+    ckpt.gate(true);
+    ckpt.emit();
+    let r = ckpt.last().unwrap();
     assert_eq!(r.cmd_interval_ms, 250, "the last valid line wins");
     assert_eq!(r.ctl_rejected, rejected);
     assert_eq!(r.interval_ms, 0, "live round: not paced");
 
     // Lines may arrive in pieces: a split line is assembled, not rejected.
     w.write_all(b"interval_").unwrap();
-    rc.gate(true);
+    ckpt.gate(true);
     w.write_all(b"ms=60000\n").unwrap();
-    rc.gate(true);
-    rc.emit();
-    let r = rc.last().unwrap();
+    ckpt.gate(true);
+    ckpt.emit();
+    let r = ckpt.last().unwrap();
     assert_eq!((r.cmd_interval_ms, r.ctl_rejected), (60000, rejected));
 
     // A partial line when the writer closes (EOF) is dropped and counted;
     // the FIFO is reopened, so the writer can come back.
     w.write_all(b"interval_ms=30").unwrap();
     drop(w);
-    rc.gate(true);
-    rc.emit();
-    let r = rc.last().unwrap();
+    ckpt.gate(true);
+    ckpt.emit();
+    let r = ckpt.last().unwrap();
     assert_eq!((r.cmd_interval_ms, r.ctl_rejected), (60000, rejected + 1));
 
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=40\n").unwrap();
-    rc.gate(true);
-    rc.emit();
-    let r = rc.last().unwrap();
+    ckpt.gate(true);
+    ckpt.emit();
+    let r = ckpt.last().unwrap();
     assert_eq!((r.cmd_interval_ms, r.ctl_rejected), (40, rejected + 1));
 }
 
@@ -1666,11 +1666,11 @@ fn child_control_refusals() {
             continue;
         }
         let (tx_r, tx_w) = pipe();
-        let mut rc =
+        let mut ckpt =
             Ckpt::open(REMUS, Some(&format!("fd:{}", tx_w.as_raw_fd())), Some(spec)).unwrap();
         // Configure a 2 s interval where the refused control could carry it.
-        rc.gate(true);
-        rc.emit();
+        ckpt.gate(true);
+        ckpt.emit();
         if let Some(p) = fifo_path {
             assert!(
                 fifo_writer_enxio(p),
@@ -1679,19 +1679,19 @@ fn child_control_refusals() {
         }
         let start = Instant::now();
         for _ in 0..4 {
-            rc.checkpoint(false);
+            ckpt.checkpoint(false);
         }
         assert!(
             start.elapsed() < Duration::from_millis(1500),
             "{name}: gate paced"
         );
-        let r = rc.last().unwrap();
+        let r = ckpt.last().unwrap();
         assert_eq!(
             (r.interval_ms, r.cmd_interval_ms, r.dropped),
             (0, 0, 0),
             "{name}"
         );
-        drop(rc);
+        drop(ckpt);
         assert_eq!(
             lines(&{
                 set_nonblock(&tx_r, true);
@@ -1712,11 +1712,11 @@ fn child_control_refusals() {
         "fd:999999".into(),
         format!("fd:{}", ro.as_raw_fd()),
     ] {
-        let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+        let mut ckpt = Ckpt::open(REMUS, Some(&spec), None).unwrap();
         for _ in 0..3 {
-            rc.checkpoint(false);
+            ckpt.checkpoint(false);
         }
-        assert_eq!(rc.last().unwrap().dropped, 2, "{spec}");
+        assert_eq!(ckpt.last().unwrap().dropped, 2, "{spec}");
     }
     eprintln!("stats-ro={}", ro.as_raw_fd());
 }
@@ -1742,8 +1742,8 @@ fn stats_fifo_recreated() {
     let path = dir.path().join("stats");
     mkfifo(&path, 0o600);
     let old_reader = fifo_reader(&path);
-    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
-    rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
+    ckpt.checkpoint(true);
     assert_eq!(lines(&read_available(&old_reader)).len(), 1);
 
     // Replace the FIFO while the old reader still holds the old one open
@@ -1753,11 +1753,11 @@ fn stats_fifo_recreated() {
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
     let new_reader = fifo_reader(&path);
-    rc.checkpoint(false);
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
+    ckpt.checkpoint(false);
     std::thread::sleep(Duration::from_millis(150));
-    rc.checkpoint(false);
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
+    ckpt.checkpoint(false);
     let old = seqs(&lines(&read_available(&old_reader)));
     let new = seqs(&lines(&read_available(&new_reader)));
     assert!(
@@ -1771,7 +1771,7 @@ fn stats_fifo_recreated() {
         "every record once, in order, none dropped"
     );
     assert!(new.ends_with(&[(3, 0), (4, 0)]), "followed after 100 ms");
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
     assert_eq!(
         read_available(&old_reader),
         "",
@@ -1790,15 +1790,15 @@ fn stats_fifo_recreated_old_reader_gone() {
     let path = dir.path().join("stats");
     mkfifo(&path, 0o600);
     let old_reader = fifo_reader(&path);
-    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
-    rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
+    ckpt.checkpoint(true);
     assert_eq!(lines(&read_available(&old_reader)).len(), 1);
     drop(old_reader);
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
     let new_reader = fifo_reader(&path);
-    rc.checkpoint(false);
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
+    ckpt.checkpoint(false);
     assert_eq!(
         seqs(&lines(&read_available(&new_reader))),
         vec![(1, 0), (2, 0)]
@@ -1815,20 +1815,20 @@ fn stats_fifo_recreated_old_reader_stalled() {
     mkfifo(&path, 0o600);
     let old_reader = fifo_reader(&path);
     let p = path.clone();
-    let rc = within(20, move || {
-        let mut rc = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
+    let ckpt = within(20, move || {
+        let mut ckpt = Ckpt::open(REMUS, Some(p.to_str().unwrap()), None).unwrap();
         // Until a record reports a loss: the old pipe is full.
-        while rc.checkpoint(false).dropped == 0 {
-            assert!(rc.last().unwrap().seq < 100_000, "the pipe never filled");
+        while ckpt.checkpoint(false).dropped == 0 {
+            assert!(ckpt.last().unwrap().seq < 100_000, "the pipe never filled");
         }
-        SendCkpt(rc)
+        SendCkpt(ckpt)
     });
-    let mut rc = rc.0;
+    let mut ckpt = ckpt.0;
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
     let new_reader = fifo_reader(&path);
-    rc.checkpoint(false);
-    let seq = rc.last().unwrap().seq;
+    ckpt.checkpoint(false);
+    let seq = ckpt.last().unwrap().seq;
     let old = seqs(&lines(&read_available(&old_reader)));
     let expect_old: Vec<_> = (0..old.len() as u64).map(|i| (i, 0)).collect();
     assert_eq!(old, expect_old, "the old FIFO got the first records, whole");
@@ -1844,30 +1844,30 @@ fn control_fifo_recreated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
-    let mut rc = Ckpt::open(COLO, None, Some(path.to_str().unwrap())).unwrap();
-    rc.gate(true);
+    let mut ckpt = Ckpt::open(COLO, None, Some(path.to_str().unwrap())).unwrap();
+    ckpt.gate(true);
     let mut w1 = fifo_writer(&path);
     w1.write_all(b"interval_ms=100\n").unwrap();
-    assert_eq!(rc.checkpoint(false).cmd_interval_ms, 100);
+    assert_eq!(ckpt.checkpoint(false).cmd_interval_ms, 100);
 
     // New FIFO at the same path; the old writer stays open (no EOF).  The
     // path's identity is checked at most every 100 ms, as for stats.
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path, 0o600);
     std::thread::sleep(Duration::from_millis(150));
-    rc.gate(false); // notices the new inode and opens it
+    ckpt.gate(false); // notices the new inode and opens it
     let mut w2 = fifo_writer(&path);
     w2.write_all(b"interval_ms=200\n").unwrap();
     // The old FIFO has lost its reader: what it gets is not applied.
     let _ = w1.write_all(b"interval_ms=999\n");
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.cmd_interval_ms, r.ctl_rejected), (200, 0));
 
     // A replacement that is not acceptable is refused.
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, "interval_ms=300\n").unwrap();
     std::thread::sleep(Duration::from_millis(150));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!(r.cmd_interval_ms, 200, "a regular file is never read");
     assert_eq!(ctl(&r), "refused");
 }
@@ -1881,8 +1881,8 @@ fn gate_paces_remus_on_real_clock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
-    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
-    let live = rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    let live = ckpt.checkpoint(true);
     assert_eq!((live.live, live.gate_wait_ns, live.interval_ms), (1, 0, 0));
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=20\n").unwrap();
@@ -1893,7 +1893,7 @@ fn gate_paces_remus_on_real_clock() {
     // three runs in all, and each miss is reported.
     let mut misses = Vec::new();
     for _run in 0..3 {
-        match pace_run(&mut rc) {
+        match pace_run(&mut ckpt) {
             Ok(()) => break,
             Err(e) => misses.push(e),
         }
@@ -1908,9 +1908,9 @@ fn gate_paces_remus_on_real_clock() {
 
     // A deadline already passed is not waited for, and not caught up on.
     std::thread::sleep(Duration::from_millis(50));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.gate_wait_ns, r.interval_ms), (0, 20));
-    let r2 = rc.checkpoint(false);
+    let r2 = ckpt.checkpoint(false);
     assert!(r2.t_suspend - r.t_suspend >= INTERVAL);
     drop(w);
 }
@@ -1919,14 +1919,14 @@ const INTERVAL: u64 = 20 * MS;
 
 /// One checkpoint to start from, then 20 paced at 20 ms.  Panics on a
 /// correctness failure; returns whether the latency bounds held.
-fn pace_run(rc: &mut Ckpt) -> Result<(), String> {
-    let mut prev = rc.checkpoint(false).t_suspend;
+fn pace_run(ckpt: &mut Ckpt) -> Result<(), String> {
+    let mut prev = ckpt.checkpoint(false).t_suspend;
     let mut overshoot = Vec::new();
     let mut waited = 0;
     for i in 0..20 {
         // Some work inside the interval, as a real checkpoint would do.
         sleep_until(monotonic_ns() + work_ns(i));
-        let r = rc.checkpoint(false);
+        let r = ckpt.checkpoint(false);
         let delta = r.t_suspend - prev;
         assert!(delta >= INTERVAL, "checkpoint {i}: {delta} ns < interval");
         assert_eq!((r.interval_ms, r.cmd_interval_ms, r.live), (20, 20, 0));
@@ -1999,14 +1999,14 @@ fn gate_never_waits_first_live_or_colo() {
     for stream in [REMUS, COLO] {
         let (r, mut w) = pipe();
         w.write_all(b"interval_ms=5000\n").unwrap();
-        let mut rc = Ckpt::open(stream, None, Some(&format!("fd:{}", r.as_raw_fd()))).unwrap();
+        let mut ckpt = Ckpt::open(stream, None, Some(&format!("fd:{}", r.as_raw_fd()))).unwrap();
         let start = Instant::now();
-        let first = rc.checkpoint(false); // first checkpoint: no previous
-        let live = rc.checkpoint(true); // live round
+        let first = ckpt.checkpoint(false); // first checkpoint: no previous
+        let live = ckpt.checkpoint(true); // live round
         let mut later = Vec::new();
         if stream == COLO {
             for _ in 0..3 {
-                later.push(rc.checkpoint(false));
+                later.push(ckpt.checkpoint(false));
             }
         }
         assert!(
@@ -2026,8 +2026,8 @@ fn gate_never_waits_first_live_or_colo() {
 fn gate_wakes_on_control_shorter_and_longer() {
     let (r, mut w) = pipe();
     w.write_all(b"interval_ms=5000\n").unwrap();
-    let mut rc = Ckpt::open(REMUS, None, Some(&format!("fd:{}", r.as_raw_fd()))).unwrap();
-    let live = rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, None, Some(&format!("fd:{}", r.as_raw_fd()))).unwrap();
+    let live = ckpt.checkpoint(true);
 
     // Shorter: the 5 s wait ends as soon as 10 ms is commanded.
     let writer = std::thread::spawn(move || {
@@ -2036,7 +2036,7 @@ fn gate_wakes_on_control_shorter_and_longer() {
         w
     });
     let start = Instant::now();
-    let rec = rc.checkpoint(false);
+    let rec = ckpt.checkpoint(false);
     let took = start.elapsed();
     let mut w = writer.join().unwrap();
     assert!(
@@ -2052,13 +2052,13 @@ fn gate_wakes_on_control_shorter_and_longer() {
 
     // Longer: a 100 ms wait is extended to 400 ms from the previous suspend.
     w.write_all(b"interval_ms=100\n").unwrap();
-    let prev = rc.checkpoint(false).t_suspend; // paced for 100 from rec
+    let prev = ckpt.checkpoint(false).t_suspend; // paced for 100 from rec
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(30));
         w.write_all(b"interval_ms=400\n").unwrap();
         w
     });
-    let rec = rc.checkpoint(false);
+    let rec = ckpt.checkpoint(false);
     let w = writer.join().unwrap();
     assert!(
         rec.t_suspend - prev >= 400 * MS,
@@ -2070,14 +2070,14 @@ fn gate_wakes_on_control_shorter_and_longer() {
 
     // cmd_interval_ms is the latest command, interval_ms what was paced.
     (&w).write_all(b"interval_ms=7\n").unwrap();
-    rc.gate(false); // reads 7, paces for 7
+    ckpt.gate(false); // reads 7, paces for 7
     let mut w2 = w;
     w2.write_all(b"interval_ms=9\n").unwrap();
-    rc.emit();
-    assert_eq!(rc.last().unwrap().interval_ms, 7);
-    rc.gate(true); // reads 9
-    rc.emit();
-    assert_eq!(rc.last().unwrap().cmd_interval_ms, 9);
+    ckpt.emit();
+    assert_eq!(ckpt.last().unwrap().interval_ms, 7);
+    ckpt.gate(true); // reads 9
+    ckpt.emit();
+    assert_eq!(ckpt.last().unwrap().cmd_interval_ms, 9);
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -2097,15 +2097,15 @@ fn gate_does_not_spin_after_writer_closes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
-    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
-    rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    ckpt.checkpoint(true);
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=300\n").unwrap();
     drop(w); // EOF
 
     let cpu = thread_cpu_ns();
     let start = Instant::now();
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     let cpu = thread_cpu_ns() - cpu;
     assert!(start.elapsed() >= Duration::from_millis(250));
     assert_eq!(r.interval_ms, 300);
@@ -2122,7 +2122,7 @@ fn gate_does_not_spin_after_writer_closes() {
         w.write_all(b"interval_ms=150\n").unwrap();
         w
     });
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     drop(writer.join().unwrap());
     assert_eq!((r.interval_ms, r.ctl_rejected), (150, 0));
 }
@@ -2378,11 +2378,11 @@ fn child_stats_hostile() {
         let spec = spec.to_owned();
         let name = name.to_owned();
         within(20, move || {
-            let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+            let mut ckpt = Ckpt::open(REMUS, Some(&spec), None).unwrap();
             for _ in 0..3 {
-                rc.checkpoint(false);
+                ckpt.checkpoint(false);
             }
-            let r = rc.last().unwrap();
+            let r = ckpt.last().unwrap();
             assert_eq!((r.dropped, r.stats_state), (2, 0), "{name}: dropped");
         });
     };
@@ -2466,20 +2466,20 @@ fn child_stats_hostile() {
     let path = d.join("heal");
     mkfifo(&path, 0o644);
     let heal_reader = fifo_reader(&path);
-    let mut rc = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
+    let mut ckpt = Ckpt::open(REMUS, Some(path.to_str().unwrap()), None).unwrap();
     for _ in 0..3 {
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
     }
     assert_eq!(read_available(&heal_reader), "");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    rc.checkpoint(false);
+    ckpt.checkpoint(false);
     let got = lines(&read_available(&heal_reader));
     assert_eq!(got.len(), 1, "healed: {got:?}");
     let r = record_from_line(&got[0]);
     assert_eq!((r.seq, r.dropped, stats(&r)), (3, 3, "reopened"));
-    rc.checkpoint(false);
-    assert_eq!(stats(&rc.last().unwrap()), "ok");
+    ckpt.checkpoint(false);
+    assert_eq!(stats(&ckpt.last().unwrap()), "ok");
     // Broken again: a new, too wide FIFO in its place (noticed within
     // 100 ms), a second episode, a second line.
     std::fs::remove_file(&path).unwrap();
@@ -2487,10 +2487,10 @@ fn child_stats_hostile() {
     let wide_again = fifo_reader(&path);
     std::thread::sleep(Duration::from_millis(150));
     for _ in 0..3 {
-        rc.checkpoint(false);
+        ckpt.checkpoint(false);
     }
     assert_eq!(read_available(&wide_again), "");
-    assert_eq!(rc.last().unwrap().dropped, 5, "the two before the last");
+    assert_eq!(ckpt.last().unwrap().dropped, 5, "the two before the last");
     drop((heal_reader, wide_reader, reader, other_reader));
 }
 
@@ -2499,10 +2499,10 @@ fn stats_to_datagram_and_seqpacket_sockets() {
     for ty in [libc::SOCK_DGRAM, libc::SOCK_SEQPACKET] {
         let (ours, peer) = socketpair(ty);
         let spec = format!("fd:{}", ours.as_raw_fd());
-        let mut rc = Ckpt::open(REMUS, Some(&spec), None).unwrap();
-        rc.checkpoint(true);
-        rc.checkpoint(false);
-        rc.checkpoint(false);
+        let mut ckpt = Ckpt::open(REMUS, Some(&spec), None).unwrap();
+        ckpt.checkpoint(true);
+        ckpt.checkpoint(false);
+        ckpt.checkpoint(false);
         // One whole record per message.
         let msgs = recv_all(&peer);
         assert_eq!(msgs.len(), 3, "type {ty}");
@@ -2513,19 +2513,19 @@ fn stats_to_datagram_and_seqpacket_sockets() {
 
         // A peer that does not read: the socket fills, records are dropped
         // and counted, and nothing blocks.
-        let moved = SendCkpt(rc);
-        let (rc, ours) = within(20, move || {
+        let moved = SendCkpt(ckpt);
+        let (ckpt, ours) = within(20, move || {
             let moved = moved; // the whole SendCkpt, not its field
-            let mut rc = moved.0;
-            while rc.checkpoint(false).dropped == 0 {
-                assert!(rc.last().unwrap().seq < 1_000_000, "never filled");
+            let mut ckpt = moved.0;
+            while ckpt.checkpoint(false).dropped == 0 {
+                assert!(ckpt.last().unwrap().seq < 1_000_000, "never filled");
             }
-            (SendCkpt(rc), ours)
+            (SendCkpt(ckpt), ours)
         });
-        let mut rc = rc.0;
-        let last = rc.last().unwrap();
+        let mut ckpt = ckpt.0;
+        let last = ckpt.last().unwrap();
         let queued = recv_all(&peer).len() as u64;
-        let r = rc.checkpoint(false);
+        let r = ckpt.checkpoint(false);
         assert_eq!(r.seq, last.seq + 1);
         assert_eq!(
             r.dropped,
@@ -2539,12 +2539,12 @@ fn stats_to_datagram_and_seqpacket_sockets() {
         // process would not notice one: closed_reader_does_not_kill_the_process
         // checks that), records dropped.
         drop(peer);
-        let before = rc.last().unwrap().dropped;
-        rc.checkpoint(false);
-        assert_eq!(rc.last().unwrap().dropped, before, "counted at the next");
-        rc.checkpoint(false);
-        assert_eq!(rc.last().unwrap().dropped, before + 1);
-        drop(rc);
+        let before = ckpt.last().unwrap().dropped;
+        ckpt.checkpoint(false);
+        assert_eq!(ckpt.last().unwrap().dropped, before, "counted at the next");
+        ckpt.checkpoint(false);
+        assert_eq!(ckpt.last().unwrap().dropped, before + 1);
+        drop(ckpt);
         drop(ours);
     }
 }
@@ -2554,11 +2554,11 @@ fn control_flood_is_read_in_bounded_slices() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
-    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
-    rc.checkpoint(true);
+    let mut ckpt = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    ckpt.checkpoint(true);
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=1\n").unwrap();
-    assert_eq!(rc.checkpoint(false).cmd_interval_ms, 1);
+    assert_eq!(ckpt.checkpoint(false).cmd_interval_ms, 1);
 
     // A writer that refills the pipe with (rejected) lines as fast as it
     // is read.
@@ -2592,8 +2592,8 @@ fn control_flood_is_read_in_bounded_slices() {
     // read), then the gate suspends.  Draining the pipe while the writer
     // refills it would parse 16384 lines or more.
     std::thread::sleep(Duration::from_millis(5));
-    let before = rc.last().unwrap().ctl_rejected;
-    let r = rc.checkpoint(false);
+    let before = ckpt.last().unwrap().ctl_rejected;
+    let r = ckpt.checkpoint(false);
     let parsed = r.ctl_rejected - before;
     assert!(parsed > 0 && parsed <= 256, "{parsed} lines in one gate");
     assert_eq!((r.interval_ms, r.cmd_interval_ms, ctl(&r)), (1, 1, "ok"));
@@ -2601,7 +2601,7 @@ fn control_flood_is_read_in_bounded_slices() {
     // Paced at 1 ms under the flood: every gate returns (generously).
     for i in 0..20 {
         let t = Instant::now();
-        let r = rc.checkpoint(false);
+        let r = ckpt.checkpoint(false);
         assert!(
             t.elapsed() < Duration::from_millis(200),
             "gate {i} took {:?}",
@@ -2610,7 +2610,7 @@ fn control_flood_is_read_in_bounded_slices() {
         assert_eq!(r.interval_ms, 1);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    drop(rc); // closes the read end: the flood's write fails with EPIPE
+    drop(ckpt); // closes the read end: the flood's write fails with EPIPE
     flood.join().unwrap();
 }
 
@@ -2620,15 +2620,15 @@ fn control_writer_death_falls_back() {
     let path = dir.path().join("ctl");
     mkfifo(&path, 0o600);
     let p = path.to_str().unwrap();
-    let mut rc = open_cfg(REMUS, None, Some(p), 20, 300).unwrap();
-    assert_eq!(ctl(&rc.checkpoint(true)), "nowriter");
+    let mut ckpt = open_cfg(REMUS, None, Some(p), 20, 300).unwrap();
+    assert_eq!(ctl(&ckpt.checkpoint(true)), "nowriter");
 
     // A controller commands one checkpoint a minute, then dies.
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=60000\n").unwrap();
     drop(w);
     let t = Instant::now();
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert!(
         t.elapsed() < Duration::from_secs(10),
         "the gate woke to switch to the fallback: {:?}",
@@ -2643,7 +2643,7 @@ fn control_writer_death_falls_back() {
     // Paced at the fallback from then on.
     let mut prev = r.t_suspend;
     for _ in 0..5 {
-        let r = rc.checkpoint(false);
+        let r = ckpt.checkpoint(false);
         assert_eq!((r.interval_ms, ctl(&r)), (20, "fallback"));
         assert!(r.t_suspend - prev >= 20 * MS);
         prev = r.t_suspend;
@@ -2653,24 +2653,24 @@ fn control_writer_death_falls_back() {
     // writer that stays is no reason to fall back.
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=50\n").unwrap();
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.interval_ms, r.cmd_interval_ms, ctl(&r)), (50, 50, "ok"));
     std::thread::sleep(Duration::from_millis(400));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.interval_ms, ctl(&r)), (50, "ok"));
     drop(w);
 
     // Without a fallback, the dead controller's interval stays.
     let (r_end, mut w) = pipe();
     let spec = format!("fd:{}", r_end.as_raw_fd());
-    let mut rc = open_cfg(REMUS, None, Some(&spec), 0, 1).unwrap();
-    rc.checkpoint(true);
+    let mut ckpt = open_cfg(REMUS, None, Some(&spec), 0, 1).unwrap();
+    ckpt.checkpoint(true);
     w.write_all(b"interval_ms=30\n").unwrap();
     drop(w);
     std::thread::sleep(Duration::from_millis(20));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.interval_ms, ctl(&r)), (30, "nowriter"));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.interval_ms, ctl(&r)), (30, "nowriter"));
 }
 
@@ -2714,24 +2714,24 @@ fn child_control_heals() {
     let path = dir.path().join("ctl");
     // A consumer restarting: for a moment its FIFO is 0666.
     mkfifo(&path, 0o666);
-    let mut rc = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
+    let mut ckpt = Ckpt::open(REMUS, None, Some(path.to_str().unwrap())).unwrap();
     eprintln!("case wide");
-    assert_eq!(ctl(&rc.checkpoint(true)), "refused");
+    assert_eq!(ctl(&ckpt.checkpoint(true)), "refused");
     assert!(fifo_writer_enxio(&path), "a refused FIFO is not held open");
 
     eprintln!("case still-wide");
     for _ in 0..3 {
-        assert_eq!(ctl(&rc.checkpoint(false)), "refused");
+        assert_eq!(ctl(&ckpt.checkpoint(false)), "refused");
     }
 
     // Fixed: within a second it is opened, and a writer is heard.
     eprintln!("case healed");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(ctl(&rc.checkpoint(true)), "nowriter");
+    assert_eq!(ctl(&ckpt.checkpoint(true)), "nowriter");
     let mut w = fifo_writer(&path);
     w.write_all(b"interval_ms=5\n").unwrap();
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.cmd_interval_ms, ctl(&r)), (5, "ok"));
 
     // Broken again: a second episode, a second line.
@@ -2739,7 +2739,7 @@ fn child_control_heals() {
     std::fs::remove_file(&path).unwrap();
     std::fs::write(&path, "interval_ms=7\n").unwrap();
     std::thread::sleep(Duration::from_millis(150));
-    let r = rc.checkpoint(false);
+    let r = ckpt.checkpoint(false);
     assert_eq!((r.cmd_interval_ms, ctl(&r)), (5, "refused"));
     drop(w);
 }
@@ -2772,10 +2772,10 @@ fn child_page_size_zero() {
         eprintln!("case {case}");
         // SAFETY: ctl is a NUL-terminated string that outlives the call;
         // the result is NULL or an owned pointer, closed below.
-        let rc =
+        let ckpt =
             unsafe { ffi::remus_ckpt_open_with(7, REMUS, page_size, ptr::null(), ctl.as_ptr()) };
-        assert_eq!(rc.is_null(), page_size == 0, "{case}");
-        // SAFETY: rc is NULL (a no-op) or came from open_with, closed once.
-        unsafe { ffi::remus_ckpt_close(rc) };
+        assert_eq!(ckpt.is_null(), page_size == 0, "{case}");
+        // SAFETY: ckpt is NULL (a no-op) or came from open_with, closed once.
+        unsafe { ffi::remus_ckpt_close(ckpt) };
     }
 }
