@@ -112,6 +112,7 @@ pub fn main() {
     println!("cargo:rerun-if-env-changed=REMUS_CKPT_XEN_CHECK");
     println!("cargo:rerun-if-changed=patches");
     println!("cargo:rerun-if-changed=scripts/xen-compile-check");
+    println!("cargo:rerun-if-changed=scripts/xen-series");
     println!("cargo:rerun-if-changed=csrc");
 
     let src = match env::var_os("REMUS_CKPT_XEN_SRC") {
@@ -189,43 +190,56 @@ struct SeriesLine {
     full_build: bool,
 }
 
-/// Find the series for the tree's version in patches/versions; a clear
-/// error listing the supported versions when there is none.
+/// Find the series for the tree's version in patches/versions (through
+/// scripts/xen-series, its one reader); a clear error listing the
+/// supported versions when there is none.
 fn select_series(src: &Path) -> Result<SeriesLine> {
     let (major, minor) = tree_version(src)?;
-    let manifest = manifest_dir()?;
-    let path = manifest.join("patches/versions");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
-    let parse = |v: &str| -> Option<(u32, u32)> {
-        let (a, b) = v.split_once('.')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
+    let version = format!("{major}.{minor}");
+    let line = xen_series(&["for", &version]).map_err(|f| {
+        Failure::new(format!(
+            "{}\n  (the tree is Xen {version}: {})",
+            f.what,
+            src.join("xen/Makefile").display()
+        ))
+    })?;
+    // key=value fields, as scripts/xen-series prints them.
+    let field = |key: &str| -> Result<String> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+            .ok_or_else(|| Failure::new(format!("scripts/xen-series printed no {key}=: {line}")))
     };
-    let mut supported = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 5 {
-            continue;
-        }
-        let (Some(first), Some(last)) = (parse(f[0]), parse(f[1])) else {
-            continue;
+    Ok(SeriesLine {
+        version,
+        series: field("series")?,
+        full_build: field("full")? == "yes",
+    })
+}
+
+/// Run scripts/xen-series (the one reader of patches/versions and the
+/// series files) and return its stdout; its stderr is the error.
+fn xen_series(args: &[&str]) -> Result<String> {
+    let script = manifest_dir()?.join("scripts/xen-series");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Failure::io(format!("running {}", script.display()), e))?;
+    if !out.status.success() {
+        // Exit 2: no line serves the version (its stderr lists those that do).
+        let what = if out.status.code() == Some(2) {
+            "unsupported Xen version".to_string()
+        } else {
+            format!("scripts/xen-series {}", args.join(" "))
         };
-        supported.push(format!("{}-{} (patches/{}/)", f[0], f[1], f[2]));
-        if (first..=last).contains(&(major, minor)) {
-            return Ok(SeriesLine {
-                version: format!("{major}.{minor}"),
-                series: f[2].to_string(),
-                full_build: f[4] == "yes",
-            });
-        }
+        return Err(Failure::new(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )));
     }
-    Err(Failure::new(format!(
-        "unsupported Xen version: the tree is Xen {major}.{minor} ({}); \
-         supported: {}",
-        src.join("xen/Makefile").display(),
-        supported.join(", ")
-    )))
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 /// Apply the series to a scratch copy and compile the patched save code
@@ -357,7 +371,7 @@ fn build(src: &Path, mode: Mode, line: &SeriesLine) -> Result<PathBuf> {
         )));
     }
     let patch_dir = d.manifest.join("patches").join(&line.series);
-    let series = read_series(&patch_dir)?;
+    let series = read_series(&line.series)?;
     check_pristine(&src, &patch_dir, &series)?;
 
     let stamp = stamp_text(&src, mode, &d.manifest, &patch_dir, &series)?;
@@ -455,21 +469,13 @@ fn tree_version(src: &Path) -> Result<(u32, u32)> {
     }
 }
 
-/// Patch file names from the quilt-style `series` file, in order.
-fn read_series(patch_dir: &Path) -> Result<Vec<String>> {
-    let path = patch_dir.join("series");
-    let text = fs::read_to_string(&path)
-        .map_err(|e| Failure::io(format!("reading {}", path.display()), e))?;
-    let series: Vec<String> = text
+/// Patch file names from the quilt-style `series` file, in order
+/// (scripts/xen-series reads it).
+fn read_series(series: &str) -> Result<Vec<String>> {
+    Ok(xen_series(&["patches", series])?
         .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
         .map(str::to_string)
-        .collect();
-    if series.is_empty() {
-        return Err(Failure::new(format!("{} lists no patch", path.display())));
-    }
-    Ok(series)
+        .collect())
 }
 
 /// Refuse a tree that already carries our hooks: applying the series to

@@ -186,33 +186,59 @@ fn run_checks(trees: &[PathBuf], base: &Path, jobs: usize) -> Vec<Check> {
     done.into_iter().map(|(_, c)| c).collect()
 }
 
+/// The lines of patches/versions as scripts/xen-series (its one reader,
+/// which also rejects malformed or overlapping lines) prints them: one
+/// map of column name to value per line, in file order.
+fn versions_lines() -> Vec<BTreeMap<String, String>> {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/xen-series"))
+        .arg("lines")
+        .output()
+        .expect("run scripts/xen-series");
+    assert!(
+        out.status.success(),
+        "scripts/xen-series lines: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// "4.17" -> (4, 17).
+fn major_minor(v: &str) -> (u32, u32) {
+    let mut it = v.split('.');
+    let mut next = || -> u32 {
+        it.next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a Xen version: {v}"))
+    };
+    (next(), next())
+}
+
 /// The full-build column: the release lines marked `yes` get cargo's full
 /// libxenguest build (proved by tests/xen_417.rs on Debian's 4.17.5 tree);
 /// the others get the compile check.  (first, last) per `yes` line.
 fn full_build_lines() -> Vec<((u32, u32), (u32, u32))> {
-    let text = fs::read_to_string(repo().join("patches/versions")).expect("patches/versions");
-    let parse = |v: &str| -> Option<(u32, u32)> {
-        let (a, b) = v.split_once('.')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    };
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 5 || f[4] != "yes" {
-                return None;
-            }
-            Some((parse(f[0])?, parse(f[1])?))
-        })
+    versions_lines()
+        .iter()
+        .filter(|l| l["full"] == "yes")
+        .map(|l| (major_minor(&l["first"]), major_minor(&l["last"])))
         .collect()
 }
 
 /// The series of patches/versions, in file order.
 fn all_series() -> Vec<String> {
-    let text = fs::read_to_string(repo().join("patches/versions")).expect("patches/versions");
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+    versions_lines()
+        .into_iter()
+        .map(|mut l| l.remove("series").expect("series="))
         .collect()
 }
 
@@ -376,64 +402,59 @@ fn every_given_tree_applies_and_compiles() {
     }
 }
 
-/// Every line of patches/versions names a series whose patches exist, the
-/// ranges do not overlap, and every release of RELEASES is covered.
+/// Every line of patches/versions names a series whose patches exist in
+/// `git format-patch` form, its base release is one of RELEASES (so that
+/// scripts/patches-regen has its tree), and every release of RELEASES is
+/// covered.  Column syntax and overlaps: scripts/xen-series.
 #[test]
 fn versions_file_is_consistent() {
-    let text = fs::read_to_string(repo().join("patches/versions")).expect("patches/versions");
-    let parse = |v: &str| -> (u32, u32) {
-        let (a, b) = v.split_once('.').expect("x.y");
-        (a.parse().expect("major"), b.parse().expect("minor"))
-    };
-    let mut ranges = Vec::new();
-    for line in text.lines().map(|l| l.split('#').next().unwrap_or("")) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.is_empty() {
-            continue;
-        }
-        assert_eq!(f.len(), 5, "patches/versions: bad line {line:?}");
+    let lines = versions_lines();
+    assert!(!lines.is_empty(), "patches/versions lists no line");
+    for l in &lines {
+        let dir = repo().join("patches").join(&l["series"]);
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/xen-series"))
+            .args(["patches", &l["series"]])
+            .output()
+            .expect("run scripts/xen-series");
         assert!(
-            f[4] == "yes" || f[4] == "no",
-            "patches/versions: full-build column is yes or no: {line:?}"
+            out.status.success(),
+            "{}/series: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
         );
-        let (first, last) = (parse(f[0]), parse(f[1]));
-        assert!(first <= last, "{line:?}");
-        let dir = repo().join("patches").join(f[2]);
-        let series = fs::read_to_string(dir.join("series"))
-            .unwrap_or_else(|e| panic!("{}/series: {e}", dir.display()));
-        let patches: Vec<&str> = series
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or("").trim())
-            .filter(|l| !l.is_empty())
-            .collect();
-        assert!(!patches.is_empty(), "{} lists no patch", dir.display());
-        for p in patches {
+        let patches = String::from_utf8(out.stdout).expect("utf-8");
+        for p in patches.lines() {
             let text = fs::read_to_string(dir.join(p))
                 .unwrap_or_else(|e| panic!("{}/{p}: {e}", dir.display()));
-            // Each patch says what and why before the diff.
-            assert!(text.starts_with("From: "), "{p}: no header");
-            assert!(text.contains("\nSubject: "), "{p}: no Subject");
-            assert!(text.contains("\n---\n"), "{p}: no --- after the header");
+            // git format-patch output: what and why before the diff.
+            assert!(
+                text.starts_with("From 0000000000000000000000000000000000000000 "),
+                "{p}: not git format-patch --zero-commit output"
+            );
+            for field in [
+                "\nFrom: ",
+                "\nDate: ",
+                "\nSubject: [PATCH",
+                "\n---\n",
+                "\ndiff --git a/",
+            ] {
+                assert!(text.contains(field), "{p}: no {field:?}");
+            }
         }
         assert!(
-            dir.join(f[3]).file_name().is_some() && f[3].ends_with(".c"),
-            "{line:?}: save source"
+            RELEASES.contains(&l["base"].as_str()),
+            "patches/versions: base {} of {} is not a release of ../shared/xen-trees",
+            l["base"],
+            l["series"]
         );
-        ranges.push((first, last, f[2].to_string()));
-    }
-    for (i, a) in ranges.iter().enumerate() {
-        for b in &ranges[i + 1..] {
-            assert!(a.1 < b.0 || b.1 < a.0, "overlapping: {} and {}", a.2, b.2);
-        }
     }
     for r in RELEASES {
-        let mut it = r.split('.');
-        let v: (u32, u32) = (
-            it.next().unwrap().parse().unwrap(),
-            it.next().unwrap().parse().unwrap(),
-        );
+        let v = major_minor(r);
         assert!(
-            ranges.iter().any(|(f, l, _)| (*f..=*l).contains(&v)),
+            lines
+                .iter()
+                .any(|l| (major_minor(&l["first"])..=major_minor(&l["last"])).contains(&v)),
             "release {r} has no series in patches/versions"
         );
     }

@@ -35,7 +35,7 @@ static uint64_t drain(int fd)
 
 int main(int argc, char **argv)
 {
-    struct remus_ckpt *rc;
+    struct remus_ckpt *ckpt;
     struct remus_ckpt_record last;
     uint64_t bytes = 0;
     long k, i;
@@ -60,8 +60,8 @@ int main(int argc, char **argv)
     }
 
     /* Stats only: the gate reads no control and never sleeps. */
-    rc = remus_ckpt_open_with(1, REMUS_CKPT_STREAM_REMUS, 4096, argv[2], NULL);
-    if ( !rc )
+    ckpt = remus_ckpt_open_with(1, REMUS_CKPT_STREAM_REMUS, 4096, argv[2], NULL);
+    if ( !ckpt )
     {
         fprintf(stderr, "remus_ckpt_open_with returned NULL\n");
         return 1;
@@ -69,22 +69,22 @@ int main(int argc, char **argv)
 
     for ( i = 0; i < k; i++ )
     {
-        remus_ckpt_gate(rc, i == 0);
-        remus_ckpt_mark(rc, REMUS_CKPT_MARK_SUSPENDED);
-        remus_ckpt_dirty(rc, 1830 + (uint64_t)i, 0);
-        remus_ckpt_wrote(rc, 7541112 + (uint64_t)i, 1830 + (uint64_t)i);
-        remus_ckpt_mark(rc, REMUS_CKPT_MARK_SENT);
-        remus_ckpt_mark(rc, REMUS_CKPT_MARK_RESUMED);
-        remus_ckpt_emit(rc);
+        remus_ckpt_gate(ckpt, i == 0);
+        remus_ckpt_mark(ckpt, REMUS_CKPT_MARK_SUSPENDED);
+        remus_ckpt_dirty(ckpt, 1830 + (uint64_t)i, 0);
+        remus_ckpt_wrote(ckpt, 7541112 + (uint64_t)i, 1830 + (uint64_t)i);
+        remus_ckpt_mark(ckpt, REMUS_CKPT_MARK_SENT);
+        remus_ckpt_mark(ckpt, REMUS_CKPT_MARK_RESUMED);
+        remus_ckpt_emit(ckpt);
         bytes += drain(rfd);
     }
 
-    if ( remus_ckpt_last(rc, &last) )
+    if ( remus_ckpt_last(ckpt, &last) )
     {
         fprintf(stderr, "no record\n");
         return 1;
     }
-    remus_ckpt_close(rc);
+    remus_ckpt_close(ckpt);
     bytes += drain(rfd);
     close(rfd);
 
