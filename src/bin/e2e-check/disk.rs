@@ -13,8 +13,9 @@
 //!
 //! DRBD 8.4 counts `ns:` in 512-byte sectors and prints it in KiB (the
 //! count halved, rounded down); every request here is a whole number of
-//! 4 KiB pages (1 MiB `dd oflag=direct` writes at MiB offsets), so the
-//! KiB rounding loses nothing and the bounds are exact byte counts.
+//! 4 KiB pages (`dd oflag=direct` of a whole number of 4 KiB blocks at
+//! an aligned offset), so the KiB rounding loses nothing and the bounds
+//! are exact byte counts.
 
 use std::path::Path;
 
@@ -170,7 +171,7 @@ pub fn rows_check(rows: &[Row], xl_suspends: usize, writes: &Writes) -> Result<O
     rows_match_suspends(rows, xl_suspends)?;
     let b = bounds(&writes.writes, rows.len())?;
     let mut bad = Vec::new();
-    let (mut exact, mut bounded, mut with_writes) = (0, 0, 0);
+    let (mut exact, mut bounded, mut with_writes, mut widest) = (0, 0, 0, 0);
     for (i, r) in rows.iter().enumerate() {
         let (lo, hi) = (b.row_lo[i], b.row_hi[i]);
         if hi > 0 {
@@ -181,6 +182,7 @@ pub fn rows_check(rows: &[Row], xl_suspends: usize, writes: &Writes) -> Result<O
         } else {
             bounded += 1;
         }
+        widest = widest.max(hi - lo);
         if r.disk_bytes < lo || r.disk_bytes > hi {
             bad.push(format!("row {i}: {} not in [{lo}, {hi}]", r.disk_bytes));
         }
@@ -190,9 +192,10 @@ pub fn rows_check(rows: &[Row], xl_suspends: usize, writes: &Writes) -> Result<O
         bad.is_empty() && with_writes > 0,
         format!(
             "disk_bytes within the writes of its epoch in all {} rows ({burst_rows} with disk bytes; \
-             {exact} rows exactly the bytes written, {bounded} between the bounds of writes a \
-             sample fell into)",
-            rows.len()
+             {exact} rows pinned to the bytes written, {bounded} between bounds at most {} KiB \
+             apart: the writes in flight while a checkpoint was taken and recorded)",
+            rows.len(),
+            widest / 1024
         ),
         format!(
             "{} rows with disk_bytes outside the writes of their epoch ({}){}",
