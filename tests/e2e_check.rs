@@ -8,11 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FIXTURE: &str = "tests/fixtures/e2e-run.tar.gz";
+/// A stage E run (real DRBD 8.4 replication), trimmed the same way.
+const FIXTURE_E: &str = "tests/fixtures/e2e-run-e.tar.gz";
 
 /// Unpacks the fixture into a fresh directory; returns (guard, run dir).
 fn unpack() -> (tempfile::TempDir, PathBuf) {
+    unpack_from(FIXTURE)
+}
+
+fn unpack_from(name: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
     let status = Command::new("tar")
         .arg("-xzf")
         .arg(&fixture)
@@ -215,4 +221,66 @@ fn a_wrong_xen_version_fails() {
         "{}",
         v.stdout
     );
+}
+
+/// Rewrites column `col` of CSV row `row` (0 = the first data row).
+fn edit_csv(path: &Path, row: usize, col: &str, f: impl Fn(u64) -> u64) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let idx = lines[0]
+        .split(',')
+        .position(|c| c == col)
+        .unwrap_or_else(|| panic!("no column {col} in {}", path.display()));
+    let mut cells: Vec<String> = lines[row + 1].split(',').map(str::to_string).collect();
+    cells[idx] = f(cells[idx].parse().unwrap()).to_string();
+    lines[row + 1] = cells.join(",");
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn the_drbd_stage_passes_as_recorded_and_catches_wrong_disk_bytes() {
+    let (_tmp, run) = unpack_from(FIXTURE_E);
+    let v = check(&run, None);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    for name in [
+        "drbd.setup",
+        "disk.writer",
+        "disk.rows",
+        "disk.prefix",
+        "disk.total",
+        "disk.counters",
+        "disk.policy",
+        "records.policy",
+    ] {
+        assert!(
+            v.stdout.contains(&format!("ok: e: {name}: ")),
+            "{name}: {}",
+            v.stdout
+        );
+    }
+
+    // One KiB more in row 0, the live round (every write came after its
+    // sample): the row, the sums and the counters must all object.
+    let csv = run.join("out/e/e.csv");
+    edit_csv(&csv, 0, "disk_bytes", |b| b + 1024);
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    for name in ["disk.rows", "disk.prefix", "disk.total", "disk.counters"] {
+        assert!(
+            v.stdout.contains(&format!("FAIL: e: {name}: ")),
+            "{name}: {}",
+            v.stdout
+        );
+    }
+    edit_csv(&csv, 0, "disk_bytes", |b| b - 1024);
+    assert_eq!(check(&run, None).code, 0);
+
+    // A writer line lost: the sums no longer meet the writes.
+    let writes = run.join("out/e/writes.txt");
+    let text = std::fs::read_to_string(&writes).unwrap();
+    let first = text.lines().find(|l| l.starts_with("chunk ")).unwrap();
+    std::fs::write(&writes, text.replacen(&format!("{first}\n"), "", 1)).unwrap();
+    let v = check(&run, None);
+    assert!(v.stdout.contains("FAIL: e: disk.total: "), "{}", v.stdout);
+    assert!(v.stdout.contains("FAIL: e: disk.writer: "), "{}", v.stdout);
 }

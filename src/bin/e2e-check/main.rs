@@ -20,6 +20,7 @@
 //! `E2E_CHECK_BREAK=<stage>:<check>[:error|panic|skip]` breaks one check
 //! on purpose, for the tests of the verdict itself.
 
+mod disk;
 mod json;
 mod phases;
 mod records;
@@ -307,6 +308,16 @@ fn short_summary(stage: &str, f: &Json) -> String {
             pct(f),
             n("interval_ms_median_high"),
             n("interval_ms_median_low")
+        ),
+        "e" => format!(
+            "E: {} records = xl's {} checkpoints, disk {} bytes in {} checkpoints = {} written; interval with/without disk {}/{} ms",
+            n("records"),
+            n("xl_checkpoints"),
+            n("disk_bytes_sum"),
+            n("checkpoints_with_disk"),
+            n("written_bytes"),
+            n("interval_ms_median_disk"),
+            n("interval_ms_median_no_disk")
         ),
         "b" => format!(
             "B: stock remus {} checkpoints, no records",

@@ -7,15 +7,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use remus_ckpt::report::summary::quantiles;
 use remus_ckpt::row::Row;
 
+use crate::disk;
 use crate::json::Json;
 use crate::phases::{classify, dirty_rate, median};
 use crate::records::{self, share_within, Pacing};
-use crate::rundir::{guest_crash, Env, RunFiles};
+use crate::rundir::{guest_crash, read_lossy, Env, RunFiles};
 use crate::verdict::{outcome, Check, Outcome};
 use crate::work::{self, WorkRates};
 
 /// Every stage the scenario knows, in the order it runs them.
-pub const KNOWN_STAGES: [&str; 4] = ["a", "b", "c", "d"];
+pub const KNOWN_STAGES: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 /// Stage D's sub-runs (the scenario runs them in the order D_ORDER).
 pub const D_RUNS: [&str; 4] = ["stock", "unconfigured", "fixed", "budget"];
@@ -101,6 +102,7 @@ impl StageCtx {
         let runs = match stage {
             "a" => vec![RunCtx::load("a", RunFiles::new(dir, Some("a.csv")))],
             "c" => vec![RunCtx::load("c", RunFiles::new(dir, Some("c.csv")))],
+            "e" => vec![RunCtx::load("e", RunFiles::new(dir, Some("e.csv")))],
             "d" => D_RUNS
                 .iter()
                 .map(|r| {
@@ -553,6 +555,27 @@ pub fn expected(stage: &str) -> Option<Vec<String>> {
             );
             v.extend(rec("", Pacing::Commanded, true));
         }
+        "e" => {
+            add(
+                &mut v,
+                &[
+                    "stage",
+                    "helper",
+                    "guest",
+                    "triple",
+                    "stop",
+                    "exit",
+                    "drbd.setup",
+                    "disk.writer",
+                    "disk.rows",
+                    "disk.prefix",
+                    "disk.total",
+                    "disk.counters",
+                    "disk.policy",
+                ],
+            );
+            v.extend(rec("", Pacing::Commanded, true));
+        }
         "d" => {
             add(&mut v, &["stage", "overhead"]);
             for r in D_RUNS {
@@ -594,6 +617,7 @@ pub fn checks<'a>(
             }
         };
     match ctx.stage.as_str() {
+        "e" => e_checks(&mut v, &ctx.runs[0], set),
         "a" | "b" | "c" => {
             let run = &ctx.runs[0];
             let want = if ctx.stage == "b" {
@@ -697,6 +721,63 @@ pub fn checks<'a>(
     v
 }
 
+/// Stage E's checks (see disk.rs): the run as in A, then the disk bytes.
+fn e_checks<'a>(v: &mut Vec<Check<'a>>, run: &'a RunCtx, set: &'a Settings) {
+    let policy = set.env.get("E_POLICY_ARGS");
+    v.push(Check::new("helper", move || {
+        helper_check(run, HelperWant::Configured { control: true })
+    }));
+    v.push(Check::new("guest", move || guest_ok(run)));
+    v.push(Check::new("triple", move || triple(run)));
+    v.push(Check::new("stop", move || stopped(run)));
+    v.push(Check::new("exit", move || exit_130(run)));
+    for n in records::names(Pacing::Commanded, true) {
+        v.push(Check::new(format!("records.{n}"), move || {
+            record_check(
+                run,
+                n,
+                Some(policy.context("scenario.env has no E_POLICY_ARGS")?),
+                set.tmax_ms,
+            )
+        }));
+    }
+    let text = move |name: &str| read_lossy(&run.files.path(name));
+    let writes = move || disk::Writes::read(&run.files.path("writes.txt"));
+    let end = move || disk::drbd_end(&text("drbd-end.txt")?, &text("events2-end.txt")?);
+    let ns_start = move || disk::proc_ns_start(&text("drbd-start.txt")?);
+    v.push(Check::new("drbd.setup", move || {
+        disk::setup_check(&text("drbd-start.txt")?, "C")
+    }));
+    v.push(Check::new("disk.writer", move || {
+        disk::writer_check(&writes()?)
+    }));
+    v.push(Check::new("disk.rows", move || {
+        disk::rows_check(run.rows()?, run.xl()?, &writes()?)
+    }));
+    v.push(Check::new("disk.prefix", move || {
+        disk::prefix_check(run.rows()?, run.xl()?, &writes()?)
+    }));
+    v.push(Check::new("disk.total", move || {
+        Ok(disk::total_check(
+            run.rows()?,
+            &writes()?,
+            ns_start()?,
+            &end()?,
+        ))
+    }));
+    v.push(Check::new("disk.counters", move || {
+        disk::counters_check(run.rows()?, ns_start()?, &end()?)
+    }));
+    v.push(Check::new("disk.policy", move || {
+        let lmin: u64 = set
+            .env
+            .need("E_LMIN_BYTES", Path::new("scenario.env"))?
+            .parse()
+            .context("E_LMIN_BYTES is not a number")?;
+        disk::policy_check(run.rows()?, lmin)
+    }));
+}
+
 /// The figures of one stage for summary.json.
 pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
     let mut o = Json::obj();
@@ -778,7 +859,33 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
         }
         o.set("overhead", work::overhead_json(windows));
     } else {
-        let r = run_facts(&ctx.runs[0]);
+        let mut r = run_facts(&ctx.runs[0]);
+        if ctx.stage == "e" {
+            if let Ok(rows) = ctx.runs[0].rows() {
+                let ck: Vec<&Row> = rows.iter().filter(|x| x.live == 0).collect();
+                let with: Vec<f64> = ck
+                    .iter()
+                    .filter(|x| x.disk_bytes > 0)
+                    .map(|x| x.next_interval_ms as f64)
+                    .collect();
+                let without: Vec<f64> = ck
+                    .iter()
+                    .filter(|x| x.disk_bytes == 0)
+                    .map(|x| x.next_interval_ms as f64)
+                    .collect();
+                r.set(
+                    "disk_bytes_sum",
+                    rows.iter().map(|x| x.disk_bytes).sum::<u64>(),
+                );
+                r.set("checkpoints_with_disk", with.len());
+                r.set("interval_ms_median_disk", median(with));
+                r.set("interval_ms_median_no_disk", median(without));
+            }
+            if let Ok(w) = disk::Writes::read(&ctx.runs[0].files.path("writes.txt")) {
+                r.set("written_bytes", w.total_bytes());
+                r.set("writes", w.writes.len());
+            }
+        }
         if let Json::Obj(fields) = r {
             for (k, v) in fields {
                 o.set(&k, v);
