@@ -28,6 +28,8 @@ pub struct Settings {
     pub lmax_bytes: u64,
     pub policy_args: String,
     pub tmax_ms: u64,
+    /// Where the installed package keeps the patched library in dom0.
+    pub patched_lib_dir: String,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             lmax_bytes: num("LMAX_BYTES")?,
             tmax_ms: num("TMAX_MS")?,
             policy_args: env.need("POLICY_ARGS", path)?.to_string(),
+            patched_lib_dir: env.need("PACKAGED_LIB_DIR", path)?.to_string(),
             env,
         })
     }
@@ -137,9 +140,7 @@ enum HelperWant {
     Configured { control: bool },
 }
 
-const PATCHED_LIB_DIR: &str = "/opt/remus-ckpt/lib";
-
-fn helper_check(run: &RunCtx, want: HelperWant) -> Result<Outcome> {
+fn helper_check(run: &RunCtx, want: HelperWant, patched_lib_dir: &str) -> Result<Outcome> {
     let h = run.files.helper()?;
     let maps = h.all("helper_maps");
     if maps.is_empty() {
@@ -148,7 +149,7 @@ fn helper_check(run: &RunCtx, want: HelperWant) -> Result<Outcome> {
             run.files.path("helper.txt").display()
         );
     }
-    let patched = maps.iter().all(|m| m.starts_with(PATCHED_LIB_DIR));
+    let patched = maps.iter().all(|m| m.starts_with(patched_lib_dir));
     let stats = h.get("helper_env_REMUS_CKPT_STATS").unwrap_or("");
     let control = h.get("helper_env_REMUS_CKPT_CONTROL").unwrap_or("");
     let fifos = h
@@ -162,7 +163,7 @@ fn helper_check(run: &RunCtx, want: HelperWant) -> Result<Outcome> {
     );
     Ok(match want {
         HelperWant::Stock => outcome(
-            maps.iter().all(|m| !m.starts_with(PATCHED_LIB_DIR)) && stats.is_empty() && fifos == 0,
+            maps.iter().all(|m| !m.starts_with(patched_lib_dir)) && stats.is_empty() && fifos == 0,
             format!(
                 "the save helper used Debian's own libxenguest ({})",
                 maps.join(" ")
@@ -625,7 +626,9 @@ pub fn checks<'a>(
             } else {
                 HelperWant::Configured { control: true }
             };
-            v.push(Check::new("helper", move || helper_check(run, want)));
+            v.push(Check::new("helper", move || {
+                helper_check(run, want, &set.patched_lib_dir)
+            }));
             v.push(Check::new("guest", move || guest_ok(run)));
             v.push(Check::new("triple", move || triple(run)));
             match ctx.stage.as_str() {
@@ -683,7 +686,7 @@ pub fn checks<'a>(
                 };
                 v.push(Check::new(format!("{r}.ran"), move || stopped(run)));
                 v.push(Check::new(format!("{r}.helper"), move || {
-                    helper_check(run, want)
+                    helper_check(run, want, &set.patched_lib_dir)
                 }));
                 v.push(Check::new(format!("{r}.guest"), move || guest_ok(run)));
                 v.push(Check::new(format!("{r}.triple"), move || triple(run)));
@@ -725,7 +728,11 @@ pub fn checks<'a>(
 fn e_checks<'a>(v: &mut Vec<Check<'a>>, run: &'a RunCtx, set: &'a Settings) {
     let policy = set.env.get("E_POLICY_ARGS");
     v.push(Check::new("helper", move || {
-        helper_check(run, HelperWant::Configured { control: true })
+        helper_check(
+            run,
+            HelperWant::Configured { control: true },
+            &set.patched_lib_dir,
+        )
     }));
     v.push(Check::new("guest", move || guest_ok(run)));
     v.push(Check::new("triple", move || triple(run)));
