@@ -417,17 +417,17 @@ pub fn policy_check(rows: &[Row], lmin_bytes: u64) -> Result<Outcome> {
             "median next interval {iv_disk:.0} ms after {} checkpoints with disk bytes (size {}, of it wire {}) \
              vs {iv_quiet:.0} ms after {} without (wire {}); Lmin {}",
             disk.len(),
-            mib(size_disk as u64),
-            mib(mem_disk as u64),
+            mib(remus_ckpt::units::round_to_u64_saturating(size_disk)),
+            mib(remus_ckpt::units::round_to_u64_saturating(mem_disk)),
             quiet.len(),
-            mib(mem_quiet as u64),
+            mib(remus_ckpt::units::round_to_u64_saturating(mem_quiet)),
             mib(lmin_bytes)
         ),
         format!(
             "the policy did not clearly react to the disk: median next interval {iv_disk:.0} ms with disk bytes \
              vs {iv_quiet:.0} ms without, wire bytes {} vs {} (Lmin {})",
-            mib(mem_disk as u64),
-            mib(mem_quiet as u64),
+            mib(remus_ckpt::units::round_to_u64_saturating(mem_disk)),
+            mib(remus_ckpt::units::round_to_u64_saturating(mem_quiet)),
             mib(lmin_bytes)
         ),
     ))
