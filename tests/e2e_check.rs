@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A whole default run (stages A, C, D and E with real DRBD 8.4).
 const FIXTURE: &str = "tests/fixtures/e2e-run.tar.gz";
-/// A stage E run (real DRBD 8.4 replication), trimmed the same way.
-const FIXTURE_E: &str = "tests/fixtures/e2e-run-e.tar.gz";
 
 /// Unpacks the fixture into a fresh directory; returns (guard, run dir).
 fn unpack() -> (tempfile::TempDir, PathBuf) {
@@ -83,7 +82,7 @@ fn the_recorded_run_passes_with_every_check_once() {
     assert!(!v.stdout.contains("FAIL"), "{}", v.stdout);
     // Every stage of the run reported; each check name appears once.
     let oks: Vec<&str> = v.stdout.lines().filter(|l| l.starts_with("ok: ")).collect();
-    for stage in ["run", "a", "c", "d"] {
+    for stage in ["run", "a", "c", "d", "e"] {
         assert!(
             oks.iter().any(|l| l.starts_with(&format!("ok: {stage}: "))),
             "no check of stage {stage}:\n{}",
@@ -98,6 +97,10 @@ fn the_recorded_run_passes_with_every_check_once() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), n, "a check reported twice");
+    // The operator's path: the .deb installed in dom0, stage A's endpoint.
+    for name in ["ok: run: package: ", "ok: a: metrics: "] {
+        assert!(v.stdout.contains(name), "no {name}:\n{}", v.stdout);
+    }
     let json = std::fs::read_to_string(run.join("summary.json")).expect("summary.json written");
     assert!(json.contains("\"verdict\": \"PASS\""), "{json}");
     for key in [
@@ -239,7 +242,7 @@ fn edit_csv(path: &Path, row: usize, col: &str, f: impl Fn(u64) -> u64) {
 
 #[test]
 fn the_drbd_stage_passes_as_recorded_and_catches_wrong_disk_bytes() {
-    let (_tmp, run) = unpack_from(FIXTURE_E);
+    let (_tmp, run) = unpack();
     let v = check(&run, None);
     assert_eq!(v.code, 0, "{}", v.stdout);
     for name in [
