@@ -383,9 +383,13 @@ fn series_applies_once_and_refuses_twice() {
     assert!(!series.is_empty());
     for p in &series {
         let text = fs::read_to_string(patch_path(p)).expect("read patch");
+        // git format-patch output (scripts/patches-regen): the mbox From
+        // line, then the mail header.
         assert!(
-            text.starts_with("From: ") && text.contains("\nSubject: [PATCH "),
-            "{p}: no mail header"
+            text.starts_with("From 0000000000000000000000000000000000000000 ")
+                && text.contains("\nFrom: ")
+                && text.contains("\nSubject: [PATCH "),
+            "{p}: not git format-patch output"
         );
     }
 
