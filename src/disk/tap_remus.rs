@@ -253,10 +253,15 @@ impl TapRemusSource {
                 control.display()
             );
         }
+        // Run as root: the FIFO is created in a directory nobody else can
+        // write (tapdisk makes /var/run/tap root-owned 0755), so nobody can
+        // put a name there first or swap ours afterwards.
+        crate::trust::check(dir, crate::trust::Leaf::Private)
+            .with_context(|| format!("the tap-remus record FIFO's directory {}", dir.display()))?;
         crate::fifo::ensure_private_fifo(&path)
             .with_context(|| format!("tap-remus record FIFO {}", path.display()))?;
-        let fifo = crate::fifo::open_reader(&path)
-            .with_context(|| format!("cannot open {} for reading", path.display()))?;
+        let fifo = crate::fifo::open_private_reader(&path)
+            .with_context(|| format!("tap-remus record FIFO {}", path.display()))?;
         Ok(TapRemusSource {
             name: format!("tap-remus:{} ({})", control.display(), path.display()),
             path,
@@ -582,6 +587,48 @@ mod tests {
             late: 0,
         };
         assert!(src.anomaly(&rec(100, 0, 0), &ok).is_none());
+    }
+
+    /// Where another user could put or swap the record FIFO, the source
+    /// refuses to start: a directory others may write, a name that is a
+    /// link to a FIFO of ours elsewhere, a FIFO others may write.
+    #[test]
+    fn record_fifo_out_of_others_reach() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = |ctl: &Path| {
+            TapRemusSource::open(ctl)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+        };
+
+        let loose = dir.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = open(&loose.join("remus_h_1")).unwrap_err();
+        assert!(e.contains("writable by"), "{e}");
+        assert!(
+            !loose.join("remus_h_1.ckpt").exists(),
+            "nothing created there"
+        );
+
+        let tight = dir.path().join("tight");
+        std::fs::create_dir(&tight).unwrap();
+        let elsewhere = dir.path().join("elsewhere.fifo");
+        crate::fifo::create_private_fifo(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tight.join("remus_h_2.ckpt")).unwrap();
+        let e = open(&tight.join("remus_h_2")).unwrap_err();
+        assert!(e.contains("not a FIFO"), "{e}");
+
+        crate::fifo::create_private_fifo(&tight.join("remus_h_3.ckpt")).unwrap();
+        std::fs::set_permissions(
+            tight.join("remus_h_3.ckpt"),
+            std::fs::Permissions::from_mode(0o622),
+        )
+        .unwrap();
+        let e = open(&tight.join("remus_h_3")).unwrap_err();
+        assert!(e.contains("has mode"), "{e}");
+        open(&tight.join("remus_h_4")).expect("a private directory is fine");
     }
 
     /// The source end to end: the real C writer into the FIFO the source
