@@ -400,7 +400,7 @@ fn exit_130(run: &RunCtx) -> Result<Outcome> {
     let x = s.need("remus_ckpt_exit", &run.status_path())?;
     Ok(outcome(
         x == "130",
-        "xl ended on the forwarded SIGINT (remus-ckpt returned 130)",
+        "xl ended on SIGINT (remus-ckpt returned 130)",
         format!("remus-ckpt returned {x}, not xl's death by SIGINT (130)"),
     ))
 }

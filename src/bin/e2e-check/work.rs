@@ -177,38 +177,27 @@ pub fn overhead_json(runs: &[WorkRates]) -> Json {
         "note",
         "QEMU TCG: emulated time; ratios within one boot, against the stock run",
     );
+    type Field = fn(&WorkRates) -> Option<f64>;
+    let stock = find("stock");
+    let fixed = find("fixed");
+    // (key, figure, the run it is compared with)
+    let ratios: [(&str, Field, Option<&WorkRates>); 6] = [
+        ("guest_high_rate_vs_stock", |w| w.high_per_s, stock),
+        ("guest_low_rate_vs_stock", |w| w.low_per_s, stock),
+        ("checkpoints_per_s_vs_stock", |w| w.checkpoints_per_s, stock),
+        ("pause_p50_vs_fixed", |w| w.pause_ms_p50, fixed),
+        ("pause_p99_vs_fixed", |w| w.pause_ms_p99, fixed),
+        ("checkpoint_p50_vs_fixed", |w| w.checkpoint_ms_p50, fixed),
+    ];
     for w in runs {
         let mut r = Json::obj();
-        let stock = find("stock");
-        let fixed = find("fixed");
-        r.set(
-            "guest_high_rate_vs_stock",
-            ratio(w.high_per_s, stock.and_then(|s| s.high_per_s)),
-        );
-        r.set(
-            "guest_low_rate_vs_stock",
-            ratio(w.low_per_s, stock.and_then(|s| s.low_per_s)),
-        );
-        r.set(
-            "checkpoints_per_s_vs_stock",
-            ratio(w.checkpoints_per_s, stock.and_then(|s| s.checkpoints_per_s)),
-        );
+        for (key, field, base) in &ratios {
+            r.set(key, ratio(field(w), base.and_then(field)));
+        }
         r.set("pause_ms_p50", w.pause_ms_p50);
         r.set("pause_ms_p99", w.pause_ms_p99);
         r.set("checkpoint_ms_p50", w.checkpoint_ms_p50);
         r.set("checkpoint_ms_p99", w.checkpoint_ms_p99);
-        r.set(
-            "pause_p50_vs_fixed",
-            ratio(w.pause_ms_p50, fixed.and_then(|f| f.pause_ms_p50)),
-        );
-        r.set(
-            "pause_p99_vs_fixed",
-            ratio(w.pause_ms_p99, fixed.and_then(|f| f.pause_ms_p99)),
-        );
-        r.set(
-            "checkpoint_p50_vs_fixed",
-            ratio(w.checkpoint_ms_p50, fixed.and_then(|f| f.checkpoint_ms_p50)),
-        );
         r.set("probe_share", w.probe_share);
         o.set(&w.name, r);
     }
