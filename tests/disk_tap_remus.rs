@@ -7,6 +7,8 @@
 //! wire bytes of its epoch, the missing one is reported and marked
 //! unknown, the extra one is reported and summed.
 
+mod common;
+
 use std::ffi::CString;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,17 +67,7 @@ fn watch_joins_tap_remus_epochs_with_checkpoints() {
         .unwrap();
     // watch opens the disk FIFO, then the stats FIFO: once the stats one
     // has a reader, both do.
-    let start = Instant::now();
-    let _probe = loop {
-        if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(&stats) {
-            break w;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "watch never opened its FIFOs"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let _probe = common::writer_once_read(&stats, Duration::from_secs(20));
     assert!(
         dir.path().join("remus_192.0.2.1_9000.ckpt").exists(),
         "watch created the record FIFO beside the control FIFO"

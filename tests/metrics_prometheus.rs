@@ -23,6 +23,8 @@
 //! the package). Every wait is bounded and generous (polling, never a
 //! timing assertion); every process started here is killed on the way out.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -467,18 +469,7 @@ fn watch_serves_what_a_real_c_save_side_reports() {
         }
     };
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let start = Instant::now();
-    let _probe = loop {
-        if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(&stats) {
-            break w;
-        }
-        assert!(
-            start.elapsed() < BOUND,
-            "watch never opened {}",
-            stats.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let _probe = common::writer_once_read(&stats, BOUND);
     let mut ckpt = remus_ckpt::ffi::Ckpt::open_with(
         42,
         remus_ckpt::ffi::CkptStream::Remus,

@@ -3,6 +3,8 @@
 //! consumes, steers and writes the CSV, then stops on SIGINT keeping
 //! every row.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,18 +47,7 @@ fn watch_steers_a_real_c_save_side_and_stops_cleanly_on_sigint() {
     // it has, a record would be dropped (and counted), as on a real save
     // side started before its consumer. Wait until it reads, holding a
     // writer open meanwhile so the reader never sees an end of stream.
-    let start = Instant::now();
-    let _probe = loop {
-        if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(&stats) {
-            break w;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "watch never opened {}",
-            stats.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let _probe = common::writer_once_read(&stats, Duration::from_secs(10));
 
     let mut ckpt = Ckpt::open_with(
         7,

@@ -417,3 +417,21 @@ pub fn warnings_by_case(stderr: &str) -> Vec<(String, Vec<String>)> {
 pub fn child_warnings(name: &str) -> Vec<(String, Vec<String>)> {
     warnings_by_case(&run_child(name, |_| {}))
 }
+
+/// Waits (up to `bound`) until a consumer has `fifo` open for reading,
+/// and returns a writer, held by the caller so that the reader never sees
+/// an end of stream before the records come.
+pub fn writer_once_read(fifo: &Path, bound: Duration) -> File {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(w)) = remus_ckpt::fifo::open_writer(fifo) {
+            return w;
+        }
+        assert!(
+            start.elapsed() < bound,
+            "nothing opened {} for reading within {bound:?}",
+            fifo.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
