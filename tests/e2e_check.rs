@@ -263,12 +263,19 @@ fn the_drbd_stage_passes_as_recorded_and_catches_wrong_disk_bytes() {
     }
 
     // One KiB more in row 0, the live round (every write came after its
-    // sample): the row, the sums and the counters must all object.
+    // sample): the row, the sums and the counters must all object, and
+    // the size the policy saw is no longer wire + disk.
     let csv = run.join("out/e/e.csv");
     edit_csv(&csv, 0, "disk_bytes", |b| b + 1024);
     let v = check(&run, None);
     assert_eq!(v.code, 1, "{}", v.stdout);
-    for name in ["disk.rows", "disk.prefix", "disk.total", "disk.counters"] {
+    for name in [
+        "disk.rows",
+        "disk.prefix",
+        "disk.total",
+        "disk.counters",
+        "disk.policy",
+    ] {
         assert!(
             v.stdout.contains(&format!("FAIL: e: {name}: ")),
             "{name}: {}",

@@ -18,12 +18,16 @@
 //! are exact byte counts.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use remus_ckpt::disk::{parse_events2, parse_proc_drbd, ProcFlavor};
+use remus_ckpt::policy::{Observation, PolicyArgs};
 use remus_ckpt::row::Row;
+use remus_ckpt::size::SizeMetric;
+use remus_ckpt::units::Millis;
 
-use crate::phases::median;
+use crate::records;
 use crate::rundir::read_lossy;
 use crate::verdict::{outcome, Outcome};
 
@@ -390,47 +394,93 @@ pub fn proc_ns_start(start: &str) -> Result<u64> {
     Ok(proc_counters(start, "drbd-start.txt")?.0)
 }
 
-/// The total-size policy reacts to the disk: where a checkpoint carried
-/// disk bytes the next interval is shorter than where it carried none,
-/// while the memory part alone stayed below Lmin (it would not have
-/// shortened anything).
-pub fn policy_check(rows: &[Row], lmin_bytes: u64) -> Result<Outcome> {
-    let ck = || rows.iter().filter(|r| r.live == 0 && r.gap == 0);
-    let disk: Vec<&Row> = ck().filter(|r| r.disk_bytes > 0).collect();
-    let quiet: Vec<&Row> = ck().filter(|r| r.disk_bytes == 0).collect();
-    if disk.len() < 3 || quiet.len() < 3 {
-        return Ok(Outcome::Fail(format!(
-            "{} checkpoints with disk bytes and {} without: 3 of each wanted",
-            disk.len(),
-            quiet.len()
-        )));
+/// The policy steers on wire + disk, and the disk bytes decide: every
+/// row's size is `bytes_sent + disk_bytes`, and in at least one checkpoint
+/// the policy's answer from that size differs from its answer from the
+/// wire bytes alone, the recorded `next_interval_ms` being the former.
+///
+/// Both answers are one step of the run's own policy from the interval in
+/// force (the previous row's `next_interval_ms`): exact for a policy whose
+/// only state is its interval (the threshold rule with `--below-count 1`,
+/// the scenario's); a checkpoint the step does not reproduce fails the
+/// check. Counts, not clocks: the scenario puts the wire bytes of an
+/// epoch below Lmin and wire + one write above Lmax, so any epoch that
+/// carried a whole write decides, however slowly the writes went.
+pub fn policy_check(rows: &[Row], args: &PolicyArgs) -> Result<Outcome> {
+    if args.size_metric != SizeMetric::Total {
+        bail!("stage E's policy must steer on --size-metric total");
     }
-    let med = |v: &[&Row], f: fn(&Row) -> f64| median(v.iter().map(|r| f(r)).collect());
-    let iv_disk = med(&disk, |r| r.next_interval_ms as f64).unwrap_or(0.0);
-    let iv_quiet = med(&quiet, |r| r.next_interval_ms as f64).unwrap_or(0.0);
-    let mem_disk = med(&disk, |r| r.bytes_sent as f64).unwrap_or(0.0);
-    let mem_quiet = med(&quiet, |r| r.bytes_sent as f64).unwrap_or(0.0);
-    let size_disk = med(&disk, |r| r.size_bytes as f64).unwrap_or(0.0);
-    Ok(outcome(
-        iv_disk <= 0.75 * iv_quiet && mem_disk < lmin_bytes as f64,
-        format!(
-            "median next interval {iv_disk:.0} ms after {} checkpoints with disk bytes (size {}, of it wire {}) \
-             vs {iv_quiet:.0} ms after {} without (wire {}); Lmin {}",
-            disk.len(),
-            mib(remus_ckpt::units::round_to_u64_saturating(size_disk)),
-            mib(remus_ckpt::units::round_to_u64_saturating(mem_disk)),
-            quiet.len(),
-            mib(remus_ckpt::units::round_to_u64_saturating(mem_quiet)),
-            mib(lmin_bytes)
-        ),
-        format!(
-            "the policy did not clearly react to the disk: median next interval {iv_disk:.0} ms with disk bytes \
-             vs {iv_quiet:.0} ms without, wire bytes {} vs {} (Lmin {})",
-            mib(remus_ckpt::units::round_to_u64_saturating(mem_disk)),
-            mib(remus_ckpt::units::round_to_u64_saturating(mem_quiet)),
-            mib(lmin_bytes)
-        ),
-    ))
+    let mut in_force_ms = u64::from(args.initial_ms());
+    let (mut with_disk, mut decided) = (0, 0);
+    let mut wrong_size = Vec::new();
+    let mut unreproduced = Vec::new();
+    for row in rows {
+        if row.size_bytes != row.bytes_sent.saturating_add(row.disk_bytes) {
+            wrong_size.push(row.seq);
+        }
+        if row.live == 0 && row.gap == 0 {
+            let total = one_step(args, in_force_ms, row, row.size_bytes)?;
+            let wire = one_step(args, in_force_ms, row, row.bytes_sent)?;
+            with_disk += usize::from(row.disk_bytes > 0);
+            if total != row.next_interval_ms {
+                unreproduced.push(format!(
+                    "seq {}: {} not {total}",
+                    row.seq, row.next_interval_ms
+                ));
+            } else if total != wire {
+                decided += 1;
+            }
+        }
+        in_force_ms = row.next_interval_ms;
+    }
+    let seqs = |v: &[u64]| {
+        v.iter()
+            .take(3)
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(if !wrong_size.is_empty() {
+        Outcome::Fail(format!(
+            "size_bytes is not bytes_sent + disk_bytes in {} rows (seq {})",
+            wrong_size.len(),
+            seqs(&wrong_size)
+        ))
+    } else if !unreproduced.is_empty() {
+        Outcome::Fail(format!(
+            "one step of the policy from the interval in force does not give the recorded next interval in {} \
+             checkpoints ({})",
+            unreproduced.len(),
+            unreproduced.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ))
+    } else {
+        outcome(
+            decided > 0,
+            format!(
+                "size = bytes_sent + disk_bytes in all {} rows; the disk bytes decided the next interval in \
+                 {decided} checkpoints (of {with_disk} with disk bytes: the wire bytes alone give another answer), \
+                 the policy's answer from wire + disk in each",
+                rows.len()
+            ),
+            format!(
+                "the disk bytes decided no next interval: in all {with_disk} checkpoints with disk bytes the wire \
+                 bytes alone give the same answer"
+            ),
+        )
+    })
+}
+
+/// The run's policy, one step from `in_force_ms`, on `row` seen at
+/// `size_bytes`: the next interval, ms.
+fn one_step(args: &PolicyArgs, in_force_ms: u64, row: &Row, size_bytes: u64) -> Result<u64> {
+    let mut step = args.clone();
+    step.interval = Millis(Duration::from_millis(in_force_ms));
+    let mut policy = step.build()?;
+    let obs = Observation {
+        size_bytes,
+        ..records::observation(row)
+    };
+    Ok(u64::from(policy.decide(&obs).interval_ms))
 }
 
 #[cfg(test)]
@@ -616,26 +666,43 @@ exists -
     }
 
     #[test]
-    fn policy_must_shorten_after_disk_bytes() {
-        let mut r = rows(&[0, 8 * M, 5 * M, 5 * M, 0, 0, 0]);
-        // With disk bytes: 500, 250, 125 (median 250); without: 187, 281,
-        // 421 (median 281): not ¾ of it, the check must fail; then the
-        // intervals a growing spell without disk gives: median 1265.
-        let iv = [500, 500, 250, 125, 187, 281, 421];
-        for (row, ms) in r.iter_mut().zip(iv) {
+    fn the_disk_bytes_must_decide_an_interval() {
+        let args = records::policy_args(
+            "--policy threshold --size-metric total --lmin 1536KiB --lmax 2048KiB --interval 500ms \
+             --tmin 100ms --tmax 2s --decrease 0.5 --increase 1.5 --below-count 1 --quiet",
+        )
+        .unwrap();
+        let wire = 1300 * 1024;
+        // The wire alone is below Lmin: 500 → 750 → … → 2000; one 1 MiB
+        // write takes row 5 above Lmax (1000 ms, where the wire alone
+        // would have kept 2000); row 6 grows again.
+        let mut r = rows(&[0, 0, 0, 0, 0, M, 0]);
+        for (row, ms) in r.iter_mut().zip([500, 750, 1125, 1688, 2000, 1000, 1500]) {
+            row.bytes_sent = wire;
+            row.size_bytes = wire + row.disk_bytes;
             row.next_interval_ms = ms;
-            row.bytes_sent = M;
         }
-        assert!(matches!(policy_check(&r, 3 * M).unwrap(), Outcome::Fail(_)));
-        for (row, ms) in r.iter_mut().zip([500, 500, 250, 125, 843, 1265, 1898]) {
-            row.next_interval_ms = ms;
-        }
-        assert!(matches!(policy_check(&r, 3 * M).unwrap(), Outcome::Pass(_)));
-        // Memory alone above Lmin: the disk is not what shortened it.
-        assert!(matches!(policy_check(&r, M / 2).unwrap(), Outcome::Fail(_)));
-        for row in r.iter_mut() {
-            row.next_interval_ms = 500;
-        }
-        assert!(matches!(policy_check(&r, 3 * M).unwrap(), Outcome::Fail(_)));
+        let pass = |r: &[Row]| matches!(policy_check(r, &args).unwrap(), Outcome::Pass(_));
+        assert!(pass(&r));
+        // The policy ignored the disk bytes in row 5.
+        let mut ignored = r.clone();
+        ignored[5].next_interval_ms = 2000;
+        ignored[6].next_interval_ms = 2000;
+        assert!(!pass(&ignored));
+        // The size it saw was not wire + disk.
+        let mut wrong = r.clone();
+        wrong[3].size_bytes += 4096;
+        assert!(!pass(&wrong));
+        // Disk bytes that changed nothing: half a MiB stays inside
+        // [Lmin, Lmax] and the interval is at tmax already.
+        let mut small = r.clone();
+        small[5].disk_bytes = M / 2;
+        small[5].size_bytes = wire + M / 2;
+        small[5].next_interval_ms = 2000;
+        small[6].next_interval_ms = 2000;
+        assert!(!pass(&small));
+        // Another size metric is refused outright.
+        let wire_args = records::policy_args("--policy threshold --size-metric wire").unwrap();
+        assert!(policy_check(&r, &wire_args).is_err());
     }
 }

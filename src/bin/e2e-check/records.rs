@@ -211,17 +211,7 @@ pub fn check(
 /// scenario passed) over the records: every `next_interval_ms` must be
 /// what the policy says. Rows after a gap were not fed to the policy.
 fn replay(rows: &[Row], args: &str) -> Result<Outcome> {
-    #[derive(Parser)]
-    struct Words {
-        #[command(flatten)]
-        policy: PolicyArgs,
-        #[arg(long)]
-        quiet: bool,
-    }
-    let words = std::iter::once("policy").chain(args.split_whitespace());
-    let parsed = Words::try_parse_from(words)
-        .with_context(|| format!("cannot read the run's policy arguments '{args}'"))?;
-    let mut policy = parsed.policy.build()?;
+    let mut policy = policy_args(args)?.build()?;
     let mut wanted = policy.initial().interval_ms;
     let mut wrong = Vec::new();
     for row in rows {
@@ -251,9 +241,25 @@ fn replay(rows: &[Row], args: &str) -> Result<Outcome> {
     ))
 }
 
+/// The policy arguments the scenario passed to `remus-ckpt run`
+/// (`POLICY_ARGS` and the like in scenario.env).
+pub fn policy_args(args: &str) -> Result<PolicyArgs> {
+    #[derive(Parser)]
+    struct Words {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(long)]
+        quiet: bool,
+    }
+    let words = std::iter::once("policy").chain(args.split_whitespace());
+    let parsed = Words::try_parse_from(words)
+        .with_context(|| format!("cannot read the run's policy arguments '{args}'"))?;
+    Ok(parsed.policy)
+}
+
 /// What the pipeline fed the policy for this row (the page size from
 /// memory_bytes / dirty_pages; 4096 when no page was dirty).
-fn observation(row: &Row) -> Observation {
+pub fn observation(row: &Row) -> Observation {
     Observation {
         size_bytes: row.size_bytes,
         period_ms: row.period_ms,

@@ -776,12 +776,8 @@ fn e_checks<'a>(v: &mut Vec<Check<'a>>, run: &'a RunCtx, set: &'a Settings) {
         disk::counters_check(run.rows()?, ns_start()?, &end()?)
     }));
     v.push(Check::new("disk.policy", move || {
-        let lmin: u64 = set
-            .env
-            .need("E_LMIN_BYTES", Path::new("scenario.env"))?
-            .parse()
-            .context("E_LMIN_BYTES is not a number")?;
-        disk::policy_check(run.rows()?, lmin)
+        let args = records::policy_args(policy.context("scenario.env has no E_POLICY_ARGS")?)?;
+        disk::policy_check(run.rows()?, &args)
     }));
 }
 
