@@ -448,21 +448,48 @@ fn failover_console(run: &RunCtx) -> Result<Outcome> {
     })
 }
 
+/// Share of checkpoints the budget may let past Lmax: the pages dirtied
+/// between two probes, or while the suspend request travels, are beyond
+/// any gate (docs/real-xen.md, stage D).
+const BUDGET_OVER_SHARE: f64 = 0.01;
+/// How unlikely the run's count above Lmax must be, were at most
+/// `BUDGET_OVER_SHARE` of checkpoints above it, before the check fails.
+const BUDGET_OVER_ALPHA: f64 = 0.001;
+
+/// The budget holds Lmax in all but `BUDGET_OVER_SHARE` of checkpoints.
+/// Judged as a one-sided binomial test, not as a share of the run: with
+/// 30-70 checkpoints a run, "99 % at most Lmax" read literally means "none
+/// above it", and one burst between two probes fails a run at random.
 fn budget_lmax(run: &RunCtx, lmax: u64) -> Result<Outcome> {
-    let share = share_within(run.rows()?, lmax).context("no checkpoints")?;
+    let ck: Vec<&Row> = run.rows()?.iter().filter(|r| r.live == 0).collect();
+    if ck.is_empty() {
+        bail!("no checkpoints");
+    }
+    let n = ck.len();
+    let over = ck.iter().filter(|r| r.size_bytes > lmax).count();
+    let chance = binomial_tail(n, over, BUDGET_OVER_SHARE);
+    let said = format!(
+        "{over} of {n} checkpoints above Lmax ({lmax} bytes): {chance:.3} is the chance of as many or more \
+         were {} % of them above it",
+        BUDGET_OVER_SHARE * 100.0
+    );
     Ok(outcome(
-        share >= 0.99,
-        format!(
-            "{:.1} % of checkpoints at most Lmax ({} bytes)",
-            share * 100.0,
-            lmax
-        ),
-        format!(
-            "only {:.1} % of checkpoints at most Lmax ({} bytes); 99 % wanted",
-            share * 100.0,
-            lmax
-        ),
+        chance >= BUDGET_OVER_ALPHA,
+        said.clone(),
+        format!("{said}, below {BUDGET_OVER_ALPHA}: the budget does not hold Lmax"),
     ))
+}
+
+/// P(X >= k) for X ~ Binomial(n, p).
+fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
+    // P(X = 0), then each term from the one before.
+    let mut term = (1.0 - p).powi(i32::try_from(n).unwrap_or(i32::MAX));
+    let mut below = 0.0;
+    for i in 0..k.min(n + 1) {
+        below += term;
+        term *= (n - i) as f64 / (i + 1) as f64 * p / (1.0 - p);
+    }
+    (1.0 - below).clamp(0.0, 1.0)
 }
 
 fn budget_trigger(run: &RunCtx) -> Result<Outcome> {
@@ -896,4 +923,31 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tail_against_closed_forms() {
+        assert_eq!(binomial_tail(33, 0, 0.01), 1.0);
+        // P(X >= 1) = 1 - 0.99^33.
+        assert!((binomial_tail(33, 1, 0.01) - (1.0 - 0.99f64.powi(33))).abs() < 1e-12);
+        // Values from Python's math.comb sums.
+        assert!((binomial_tail(33, 3, 0.01) - 0.004_360_338_6).abs() < 1e-9);
+        assert!((binomial_tail(100, 7, 0.01) - 7.108_366e-5).abs() < 1e-9);
+        assert_eq!(binomial_tail(5, 6, 0.01), 0.0);
+    }
+
+    #[test]
+    fn budget_lmax_fails_where_one_percent_cannot_explain_the_count() {
+        // With 33 checkpoints: one or three above Lmax may be chance, four
+        // are not (0.00032 < 0.001); the full-speed `dd` run
+        // (20261129-040526) had 7 of 100.
+        let at = |n, k| binomial_tail(n, k, BUDGET_OVER_SHARE) >= BUDGET_OVER_ALPHA;
+        assert!(at(33, 1) && at(33, 3));
+        assert!(!at(33, 4));
+        assert!(!at(100, 7));
+    }
 }
