@@ -13,8 +13,8 @@
 //!
 //! DRBD 8.4 counts `ns:` in 512-byte sectors and prints it in KiB (the
 //! count halved, rounded down); every request here is a whole number of
-//! 4 KiB pages (`dd oflag=direct` of a whole number of 4 KiB blocks at
-//! an aligned offset), so the KiB rounding loses nothing and the bounds
+//! 4 KiB pages (the writer's one `syswrite` of whole 4 KiB pages at an
+//! aligned offset), so the KiB rounding loses nothing and the bounds
 //! are exact byte counts.
 
 use std::path::Path;
