@@ -90,11 +90,8 @@ fn check_private_fifo(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
 /// opened (O_NOFOLLOW, then fstat: a FIFO we own, no wider than 0600), so
 /// that a name swapped after [`ensure_private_fifo`] is refused, not read.
 pub fn open_private_reader(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY)
-        .open(path)
-        .with_context(|| format!("cannot open {} for reading", path.display()))?;
+    let file =
+        open_reader(path).with_context(|| format!("cannot open {} for reading", path.display()))?;
     let meta = file
         .metadata()
         .with_context(|| format!("cannot stat {}", path.display()))?;
@@ -102,11 +99,12 @@ pub fn open_private_reader(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Opens a FIFO for reading without blocking, even with no writer yet.
+/// Opens a FIFO for reading without blocking, even with no writer yet;
+/// never through a symbolic link (ELOOP) and never as a controlling tty.
 pub fn open_reader(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY)
         .open(path)
 }
 

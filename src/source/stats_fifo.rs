@@ -20,9 +20,9 @@
 //! line that is not a record is skipped and counted, and reported through
 //! a [`RateLimit`] (the first few in full, then counts).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -315,11 +315,7 @@ fn open_stats(path: &Path) -> io::Result<Opened> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Absent),
         Err(e) => return Err(e),
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY)
-        .open(path)
-    {
+    let file = match crate::fifo::open_reader(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Absent),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
