@@ -294,3 +294,36 @@ fn the_drbd_stage_passes_as_recorded_and_catches_wrong_disk_bytes() {
     assert!(v.stdout.contains("FAIL: e: disk.total: "), "{}", v.stdout);
     assert!(v.stdout.contains("FAIL: e: disk.writer: "), "{}", v.stdout);
 }
+
+#[test]
+fn the_budget_stage_fails_when_too_many_checkpoints_pass_lmax() {
+    let (_tmp, run) = unpack();
+    let csv = run.join("out/d/budget/budget.csv");
+    // The scenario's Lmax (16 MiB); row 0 is the live round, rows 1.. are
+    // the budget run's 60 checkpoints.
+    let lmax_bytes: u64 = 16 << 20;
+    let past = |_| lmax_bytes + 4096;
+
+    // One checkpoint past Lmax in 60 is within "at most 1 %".
+    edit_csv(&csv, 1, "size_bytes", past);
+    let v = check(&run, None);
+    assert!(
+        v.stdout
+            .contains("ok: d: budget.lmax: 1 of 60 checkpoints above Lmax"),
+        "{}",
+        v.stdout
+    );
+
+    // Five in 60 are not (P(X >= 5) ~ 0.0003 at 1 %, below 0.001).
+    for row in 2..=5 {
+        edit_csv(&csv, row, "size_bytes", past);
+    }
+    let v = check(&run, None);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout
+            .contains("FAIL: d: budget.lmax: 5 of 60 checkpoints above Lmax"),
+        "{}",
+        v.stdout
+    );
+}

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use remus_ckpt::policy::{Observation, PolicyArgs};
 use remus_ckpt::record::Trigger;
+use remus_ckpt::report::rows::selected_rows;
 use remus_ckpt::row::Row;
 
 use crate::verdict::{outcome, Outcome};
@@ -277,11 +278,19 @@ pub fn observation(row: &Row) -> Observation {
     }
 }
 
+/// Checkpoints (live round left out) above `lmax_bytes`, and how many
+/// checkpoints there are: `(above, checkpoints)`; `None` without any.
+pub fn count_above(rows: &[Row], lmax_bytes: u64) -> Option<(usize, usize)> {
+    let ck = selected_rows(rows, false);
+    (!ck.is_empty()).then(|| {
+        let above = ck.iter().filter(|r| r.size_bytes > lmax_bytes).count();
+        (above, ck.len())
+    })
+}
+
 /// Share of checkpoints (live round left out) at most `lmax_bytes`.
 pub fn share_within(rows: &[Row], lmax_bytes: u64) -> Option<f64> {
-    let ck: Vec<&Row> = rows.iter().filter(|r| r.live == 0).collect();
-    (!ck.is_empty())
-        .then(|| ck.iter().filter(|r| r.size_bytes <= lmax_bytes).count() as f64 / ck.len() as f64)
+    count_above(rows, lmax_bytes).map(|(above, n)| (n - above) as f64 / n as f64)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use remus_ckpt::report::rows::selected_rows;
 use remus_ckpt::row::Row;
 
 use crate::rundir::{read_lossy, Env};
@@ -70,7 +71,7 @@ pub fn checkpoints_total(path: &Path) -> Result<u64> {
 /// checkpoints (live round left out), the one while Remus ran between 1
 /// and that.
 pub fn metrics(running: &Path, last: &Path, rows: &[Row]) -> Result<Outcome> {
-    let csv = rows.iter().filter(|r| r.live == 0).count() as u64;
+    let csv = selected_rows(rows, false).len() as u64;
     let running = checkpoints_total(running)?;
     let last = checkpoints_total(last)?;
     Ok(outcome(

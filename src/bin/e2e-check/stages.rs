@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+use remus_ckpt::report::rows::selected_rows;
 use remus_ckpt::report::summary::quantiles;
 use remus_ckpt::row::Row;
 
 use crate::disk;
 use crate::json::Json;
 use crate::phases::{classify, dirty_rate, median};
-use crate::records::{self, share_within, Pacing};
+use crate::records::{self, count_above, share_within, Pacing};
 use crate::rundir::{guest_crash, read_lossy, Env, RunFiles};
 use crate::verdict::{outcome, Check, Outcome};
 use crate::work::{self, WorkRates};
@@ -461,12 +462,7 @@ const BUDGET_OVER_ALPHA: f64 = 0.001;
 /// 30-70 checkpoints a run, "99 % at most Lmax" read literally means "none
 /// above it", and one burst between two probes fails a run at random.
 fn budget_lmax(run: &RunCtx, lmax: u64) -> Result<Outcome> {
-    let ck: Vec<&Row> = run.rows()?.iter().filter(|r| r.live == 0).collect();
-    if ck.is_empty() {
-        bail!("no checkpoints");
-    }
-    let n = ck.len();
-    let over = ck.iter().filter(|r| r.size_bytes > lmax).count();
+    let (over, n) = count_above(run.rows()?, lmax).context("no checkpoints")?;
     let chance = binomial_tail(n, over, BUDGET_OVER_SHARE);
     let said = format!(
         "{over} of {n} checkpoints above Lmax ({lmax} bytes): {chance:.3} is the chance of as many or more \
@@ -515,7 +511,7 @@ fn budget_trigger(run: &RunCtx) -> Result<Outcome> {
 
 fn budget_probed(run: &RunCtx) -> Result<Outcome> {
     let rows = run.rows()?;
-    let ck: Vec<&Row> = rows.iter().filter(|r| r.live == 0).collect();
+    let ck = selected_rows(rows, false);
     let probed = ck.iter().filter(|r| r.probes > 0).count();
     let probes: u64 = ck.iter().map(|r| r.probes).sum();
     Ok(outcome(
@@ -825,7 +821,7 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
         if let Ok(rows) = run.rows() {
             r.set("records", rows.len());
             r.set("share_within_lmax", share_within(rows, set.lmax_bytes));
-            let ck: Vec<&Row> = rows.iter().filter(|x| x.live == 0).collect();
+            let ck = selected_rows(rows, false);
             let q = |f: fn(&Row) -> f64| quantiles(ck.iter().map(|x| f(x)).collect::<Vec<f64>>());
             if let Some(p) = q(|x| x.pause_ms) {
                 r.set("pause_ms_p50", p.p50);
@@ -892,7 +888,7 @@ pub fn facts(ctx: &StageCtx, set: &Settings, windows: &[WorkRates]) -> Json {
         let mut r = run_facts(&ctx.runs[0]);
         if ctx.stage == "e" {
             if let Ok(rows) = ctx.runs[0].rows() {
-                let ck: Vec<&Row> = rows.iter().filter(|x| x.live == 0).collect();
+                let ck = selected_rows(rows, false);
                 let with: Vec<f64> = ck
                     .iter()
                     .filter(|x| x.disk_bytes > 0)
@@ -941,7 +937,7 @@ mod tests {
     }
 
     #[test]
-    fn budget_lmax_fails_where_one_percent_cannot_explain_the_count() {
+    fn one_percent_at_alpha_allows_three_of_33_not_four() {
         // With 33 checkpoints: one or three above Lmax may be chance, four
         // are not (0.00032 < 0.001); the full-speed `dd` run
         // (20261129-040526) had 7 of 100.

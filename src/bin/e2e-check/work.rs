@@ -9,6 +9,7 @@
 //! started (the console has no lag then).
 
 use anyhow::{bail, Result};
+use remus_ckpt::report::rows::selected_rows;
 use remus_ckpt::report::summary::quantiles;
 
 use crate::json::Json;
@@ -85,7 +86,7 @@ impl WorkRates {
 
     fn fill(&mut self, run: &RunCtx) -> Result<()> {
         if let Ok(rows) = run.rows() {
-            let ck: Vec<_> = rows.iter().filter(|r| r.live == 0).collect();
+            let ck = selected_rows(rows, false);
             if let Some(q) = quantiles(ck.iter().map(|r| r.pause_ms).collect::<Vec<_>>()) {
                 self.pause_ms_p50 = Some(q.p50);
                 self.pause_ms_p99 = Some(q.p99);
